@@ -1,0 +1,263 @@
+//! Running an ordered chain of plugins over events: validate, then transform, per plugin.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::bindings::WitPluginError;
+use crate::core_data::CoreDataLookup;
+use crate::engine::{CompiledPlugin, PluginEngine};
+use crate::error::CallFailure;
+use crate::event::Event;
+use crate::instance::PluginInstance;
+use crate::registry::RegisteredPlugin;
+use crate::version::PluginVersion;
+
+/// A plugin at one version, as recorded on outcomes and stream records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginRef {
+    /// Plugin name.
+    pub name: Arc<str>,
+    /// The version that handled the event.
+    pub version: PluginVersion,
+}
+
+/// What became of one input event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every plugin accepted it; these events go on (none: filtered, several: fanned out).
+    Accepted(Vec<Event>),
+    /// A plugin refused it as bad input.
+    Rejected {
+        /// The refusing plugin.
+        by: PluginRef,
+        /// The plugin's reason.
+        reason: String,
+    },
+    /// A plugin asked for it to be retried later.
+    Retry {
+        /// The plugin.
+        by: PluginRef,
+        /// The plugin's reason.
+        reason: String,
+    },
+    /// A plugin failed while handling it.
+    Failed {
+        /// The failing plugin.
+        by: PluginRef,
+        /// What went wrong.
+        failure: CallFailure,
+    },
+}
+
+/// The outcome of one input event and the plugins that handled it, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainOutcome {
+    /// What became of the event.
+    pub outcome: Outcome,
+    /// Plugins that ran on the event (up to the one that stopped it).
+    pub processed_by: Vec<PluginRef>,
+}
+
+/// An ordered chain of registered plugins (one side of a pipeline).
+#[derive(Clone)]
+pub struct PluginChain {
+    engine: PluginEngine,
+    steps: Vec<Arc<RegisteredPlugin>>,
+    core_data: Arc<dyn CoreDataLookup>,
+}
+
+impl PluginChain {
+    /// A chain running `steps` in order, answering `lookup` from `core_data`.
+    pub fn new(
+        engine: PluginEngine,
+        steps: Vec<Arc<RegisteredPlugin>>,
+        core_data: Arc<dyn CoreDataLookup>,
+    ) -> Self {
+        Self {
+            engine,
+            steps,
+            core_data,
+        }
+    }
+
+    /// The plugins of the chain, in order.
+    pub fn steps(&self) -> &[Arc<RegisteredPlugin>] {
+        &self.steps
+    }
+
+    /// Instantiates every plugin once, so a plugin that cannot start is found before
+    /// traffic arrives; also the measure of instantiation cost.
+    pub async fn warm_up(&self) -> Result<(), Outcome> {
+        for plugin in &self.steps {
+            let mut step = Step::new(self, plugin);
+            if let Err(failure) = step.instance().await {
+                return Err(Outcome::Failed {
+                    by: step.plugin_ref,
+                    failure,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one event through the chain.
+    pub async fn process_one(&self, event: Event) -> ChainOutcome {
+        let mut outcomes = self.process(vec![event]).await;
+        outcomes.pop().unwrap_or(ChainOutcome {
+            outcome: Outcome::Accepted(Vec::new()),
+            processed_by: Vec::new(),
+        })
+    }
+
+    /// Runs a batch through the chain; one outcome per input event, in order.
+    /// Each plugin's version is pinned for the whole batch and one instance serves
+    /// the batch, so a swap during the batch takes effect on the next one.
+    pub async fn process(&self, events: Vec<Event>) -> Vec<ChainOutcome> {
+        let mut states: Vec<(Result<Vec<Event>, Outcome>, Vec<PluginRef>)> = events
+            .into_iter()
+            .map(|event| (Ok(vec![event]), Vec::new()))
+            .collect();
+        for plugin in &self.steps {
+            let mut step = Step::new(self, plugin);
+            for (state, processed_by) in &mut states {
+                let Ok(events) = state else { continue };
+                if events.is_empty() {
+                    continue; // filtered by an earlier plugin
+                }
+                processed_by.push(step.plugin_ref.clone());
+                let mut produced = Vec::with_capacity(events.len());
+                for event in std::mem::take(events) {
+                    match step.run(event).await {
+                        Ok(output) => produced.extend(output),
+                        Err(stopped) => {
+                            *state = Err(stopped);
+                            break;
+                        }
+                    }
+                }
+                if let Ok(events) = state {
+                    *events = produced;
+                }
+            }
+        }
+        states
+            .into_iter()
+            .map(|(state, processed_by)| ChainOutcome {
+                outcome: match state {
+                    Ok(events) => Outcome::Accepted(events),
+                    Err(stopped) => stopped,
+                },
+                processed_by,
+            })
+            .collect()
+    }
+}
+
+/// One plugin of the chain during one batch: its pinned version and lazy instance.
+struct Step<'c> {
+    chain: &'c PluginChain,
+    plugin: &'c Arc<RegisteredPlugin>,
+    compiled: Arc<CompiledPlugin>,
+    plugin_ref: PluginRef,
+    instance: Option<PluginInstance>,
+}
+
+impl<'c> Step<'c> {
+    fn new(chain: &'c PluginChain, plugin: &'c Arc<RegisteredPlugin>) -> Self {
+        let compiled = plugin.active();
+        let plugin_ref = PluginRef {
+            name: plugin.name().clone(),
+            version: compiled.version(),
+        };
+        Self {
+            chain,
+            plugin,
+            compiled,
+            plugin_ref,
+            instance: None,
+        }
+    }
+
+    /// Validates then transforms one event; `Err` holds the outcome that stops it.
+    async fn run(&mut self, event: Event) -> Result<Vec<Event>, Outcome> {
+        let started = Instant::now();
+        let result = self.validate_and_transform(event).await;
+        self.record(started, &result);
+        match result {
+            Ok(Ok(events)) => Ok(events),
+            Ok(Err(error)) => Err(self.refusal(error)),
+            Err(failure) => {
+                // A failed instance may be in any state: the next event gets a fresh one.
+                self.instance = None;
+                tracing::warn!(plugin = %self.plugin_ref.name, version = %self.plugin_ref.version.short(), %failure, "plugin call failed");
+                Err(Outcome::Failed {
+                    by: self.plugin_ref.clone(),
+                    failure,
+                })
+            }
+        }
+    }
+
+    async fn validate_and_transform(
+        &mut self,
+        event: Event,
+    ) -> Result<Result<Vec<Event>, WitPluginError>, CallFailure> {
+        let instance = self.instance().await?;
+        if let Err(refusal) = instance.validate(event.clone()).await? {
+            return Ok(Err(refusal));
+        }
+        instance.transform(event).await
+    }
+
+    /// The batch's instance of this plugin, created on first use.
+    async fn instance(&mut self) -> Result<&mut PluginInstance, CallFailure> {
+        if self.instance.is_none() {
+            let instance = PluginInstance::new(
+                &self.chain.engine,
+                &self.compiled,
+                self.plugin.name().clone(),
+                self.plugin.settings().clone(),
+                self.chain.core_data.clone(),
+            )
+            .await?;
+            self.instance = Some(instance);
+        }
+        self.instance
+            .as_mut()
+            .ok_or_else(|| CallFailure::Instantiate("no instance".into()))
+    }
+
+    fn refusal(&self, error: WitPluginError) -> Outcome {
+        let by = self.plugin_ref.clone();
+        match error {
+            WitPluginError::Reject(reason) => Outcome::Rejected { by, reason },
+            WitPluginError::Retry(reason) => Outcome::Retry { by, reason },
+            WitPluginError::Fail(reason) => Outcome::Failed {
+                by,
+                failure: CallFailure::Reported(reason),
+            },
+        }
+    }
+
+    fn record(
+        &self,
+        started: Instant,
+        result: &Result<Result<Vec<Event>, WitPluginError>, CallFailure>,
+    ) {
+        let outcome = match result {
+            Ok(Ok(_)) => "accepted",
+            Ok(Err(WitPluginError::Reject(_))) => "rejected",
+            Ok(Err(WitPluginError::Retry(_))) => "retry",
+            Ok(Err(WitPluginError::Fail(_))) => "failed",
+            Err(failure) => failure.kind(),
+        };
+        let labels = [
+            ("plugin", self.plugin_ref.name.to_string()),
+            ("version", self.plugin_ref.version.short()),
+            ("outcome", outcome.to_owned()),
+        ];
+        metrics::counter!("plugin_calls_total", &labels).increment(1);
+        metrics::histogram!("plugin_call_duration_seconds", &labels[..2])
+            .record(started.elapsed().as_secs_f64());
+    }
+}

@@ -1,0 +1,61 @@
+//! Engine-wide configuration and per-plugin limits.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the shared wasmtime engine is set up; fixed for the life of the process.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Plugin instances that may be live at once across all plugins (pool size).
+    pub max_concurrent_instances: u32,
+    /// Upper bound on any plugin's linear memory; per-plugin limits must not exceed it.
+    pub max_memory_bytes: usize,
+    /// Granularity of time limits: the engine's epoch advances once per tick.
+    pub epoch_tick: Duration,
+    /// Meter guest instructions with fuel (needed for per-plugin `fuel` limits).
+    pub fuel_metering: bool,
+    /// Where precompiled `.cwasm` artifacts are cached; `None` compiles every time.
+    pub artifact_cache_dir: Option<PathBuf>,
+    /// Largest component accepted, in bytes.
+    pub max_component_bytes: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_instances: 128,
+            max_memory_bytes: 256 << 20,
+            epoch_tick: Duration::from_millis(5),
+            fuel_metering: false,
+            artifact_cache_dir: None,
+            max_component_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Limits applied to every call into one plugin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginLimits {
+    /// Largest linear memory the plugin may grow to.
+    pub memory_bytes: usize,
+    /// Wall-clock budget of one `validate` or `transform` call.
+    pub timeout: Duration,
+    /// Instruction budget of one call; requires [`EngineConfig::fuel_metering`].
+    pub fuel: Option<u64>,
+    /// Most events one `transform` call may return.
+    pub max_output_events: usize,
+    /// Most bytes (payload and attributes) one `transform` call may return.
+    pub max_output_bytes: usize,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 64 << 20,
+            timeout: Duration::from_millis(100),
+            fuel: None,
+            max_output_events: 1_000,
+            max_output_bytes: 8 << 20,
+        }
+    }
+}

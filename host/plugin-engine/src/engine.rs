@@ -1,0 +1,269 @@
+//! The shared wasmtime engine: configuration, compilation, checks against the world.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::artifact_cache::ArtifactCache;
+use crate::bindings::{Plugin, PluginPre};
+use crate::capabilities::{Grant, first_denied_import};
+use crate::config::{EngineConfig, PluginLimits};
+use crate::error::EngineError;
+use crate::sandbox::SandboxState;
+use crate::version::PluginVersion;
+
+/// The compiled-code engine every plugin runs on; cheap to clone.
+#[derive(Clone)]
+pub struct PluginEngine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    engine: Engine,
+    linker: Linker<SandboxState>,
+    config: EngineConfig,
+    cache: Option<ArtifactCache>,
+    _ticker: EpochTicker,
+}
+
+/// A plugin compiled, checked against the world and ready to instantiate.
+#[derive(Clone)]
+pub struct CompiledPlugin {
+    pub(crate) pre: PluginPre<SandboxState>,
+    report: Arc<PluginReport>,
+}
+
+/// What `plugin check` tells an author about a component.
+#[derive(Clone, Debug)]
+pub struct PluginReport {
+    /// sha256 of the component bytes.
+    pub version: PluginVersion,
+    /// Component size in bytes.
+    pub size_bytes: usize,
+    /// Interfaces the component imports.
+    pub imports: Vec<String>,
+    /// Interfaces the component exports.
+    pub exports: Vec<String>,
+    /// Whether the code was compiled now or loaded precompiled.
+    pub origin: LoadOrigin,
+}
+
+/// How a plugin's machine code was obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadOrigin {
+    /// Compiled from the component bytes.
+    Compiled(Duration),
+    /// Loaded from a cached `.cwasm` artifact.
+    Precompiled(Duration),
+}
+
+impl CompiledPlugin {
+    /// The plugin's version (sha256 of its bytes).
+    pub fn version(&self) -> PluginVersion {
+        self.report.version
+    }
+
+    /// Facts about the component for authors and operators.
+    pub fn report(&self) -> &PluginReport {
+        &self.report
+    }
+}
+
+impl PluginEngine {
+    /// Configures wasmtime: pooling allocator with copy-on-write memory images,
+    /// epoch interruption and optional fuel, plus the WASI and plugin-world imports.
+    pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
+        let engine = Engine::new(&wasmtime_config(&config)).map_err(setup_error)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(setup_error)?;
+        Plugin::add_to_linker::<_, HasSelf<SandboxState>>(&mut linker, |state| state)
+            .map_err(setup_error)?;
+        let cache = config
+            .artifact_cache_dir
+            .as_ref()
+            .map(|dir| ArtifactCache::new(dir.clone(), &engine));
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
+        Ok(Self {
+            inner: Arc::new(EngineInner {
+                engine,
+                linker,
+                config,
+                cache,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The configuration the engine was built with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn wasmtime(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Checks that `limits` fit this engine.
+    pub fn check_limits(&self, name: &str, limits: &PluginLimits) -> Result<(), EngineError> {
+        let invalid = |reason: String| {
+            Err(EngineError::InvalidLimits {
+                name: name.to_owned(),
+                reason,
+            })
+        };
+        if limits.memory_bytes > self.inner.config.max_memory_bytes {
+            return invalid(format!(
+                "memory limit {} exceeds the engine maximum {}",
+                limits.memory_bytes, self.inner.config.max_memory_bytes
+            ));
+        }
+        if limits.fuel.is_some() && !self.inner.config.fuel_metering {
+            return invalid("a fuel limit needs fuel metering enabled in the engine".into());
+        }
+        if limits.timeout.is_zero() {
+            return invalid("the timeout must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Compiles `bytes` (or loads its cached artifact) and checks it against the
+    /// plugin world and the capabilities in `grants`. A component that fails any
+    /// check is refused with the reason.
+    pub fn compile(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        grants: &BTreeSet<Grant>,
+    ) -> Result<CompiledPlugin, EngineError> {
+        let limit = self.inner.config.max_component_bytes;
+        if bytes.len() > limit {
+            return Err(EngineError::TooLarge {
+                name: name.to_owned(),
+                size: bytes.len(),
+                limit,
+            });
+        }
+        let version = PluginVersion::of(bytes);
+        let (component, origin) = self.component(name, version, bytes)?;
+        let engine = &self.inner.engine;
+        let component_type = component.component_type();
+        let imports: Vec<String> = component_type
+            .imports(engine)
+            .map(|(import, _)| import.to_owned())
+            .collect();
+        let exports: Vec<String> = component_type
+            .exports(engine)
+            .map(|(export, _)| export.to_owned())
+            .collect();
+        if let Some(import) = first_denied_import(imports.iter().map(String::as_str), grants) {
+            return Err(EngineError::DeniedImport {
+                name: name.to_owned(),
+                import: import.to_owned(),
+            });
+        }
+        let mismatch = |error: wasmtime::Error| EngineError::WorldMismatch {
+            name: name.to_owned(),
+            reason: format!("{error:#}"),
+        };
+        let instance_pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(mismatch)?;
+        let pre = PluginPre::new(instance_pre).map_err(mismatch)?;
+        Ok(CompiledPlugin {
+            pre,
+            report: Arc::new(PluginReport {
+                version,
+                size_bytes: bytes.len(),
+                imports,
+                exports,
+                origin,
+            }),
+        })
+    }
+
+    fn component(
+        &self,
+        name: &str,
+        version: PluginVersion,
+        bytes: &[u8],
+    ) -> Result<(Component, LoadOrigin), EngineError> {
+        let started = Instant::now();
+        if let Some(component) = self
+            .inner
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.load(&self.inner.engine, version))
+        {
+            return Ok((component, LoadOrigin::Precompiled(started.elapsed())));
+        }
+        let component =
+            Component::new(&self.inner.engine, bytes).map_err(|error| EngineError::Compile {
+                name: name.to_owned(),
+                reason: format!("{error:#}"),
+            })?;
+        let origin = LoadOrigin::Compiled(started.elapsed());
+        if let Some(cache) = &self.inner.cache {
+            cache.store(version, &component);
+        }
+        Ok((component, origin))
+    }
+}
+
+fn setup_error(error: wasmtime::Error) -> EngineError {
+    EngineError::Setup(format!("{error:#}"))
+}
+
+fn wasmtime_config(config: &EngineConfig) -> Config {
+    let instances = config.max_concurrent_instances;
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances * 8)
+        .total_memories(instances * 2)
+        .total_tables(instances * 8)
+        .total_stacks(instances)
+        .max_memory_size(config.max_memory_bytes)
+        .table_elements(64 * 1024);
+    let mut wasmtime = Config::new();
+    wasmtime
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .memory_init_cow(true)
+        .epoch_interruption(true)
+        .consume_fuel(config.fuel_metering);
+    wasmtime
+}
+
+/// Advances the engine's epoch once per tick on a background thread, which is
+/// what lets deadlines interrupt guest code; stops when dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine, tick: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .map(|_| ())
+            .unwrap_or_else(|error| tracing::error!(%error, "cannot start the epoch ticker"));
+        Self { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,294 @@
+//! The pipeline file: which plugins exist, how they run, and the chain per side.
+//!
+//! ```toml
+//! [limits]                # defaults for every plugin
+//! memory-mib = 64
+//! timeout-ms = 100
+//!
+//! [plugins.enrich]
+//! path = "target/plugins/enrich.wasm"   # relative to this file
+//! config = { fields = "programName,customerId" }
+//! timeout-ms = 50          # overrides [limits]
+//! grants = []              # "wall-clock", "network"
+//!
+//! [pipeline]
+//! host = ["enrich", "validate-tracking"]
+//! consumer = ["validate-tracking"]
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::capabilities::Grant;
+use crate::chain::PluginChain;
+use crate::config::PluginLimits;
+use crate::core_data::CoreDataLookup;
+use crate::error::EngineError;
+use crate::registry::{PluginRegistry, PluginSettings};
+
+/// Which binary a chain belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The HTTP host (Fargate).
+    Host,
+    /// The stream consumer (Lambda).
+    Consumer,
+}
+
+/// A parsed, checked pipeline file.
+#[derive(Clone, Debug)]
+pub struct PipelineFile {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Every declared plugin by name.
+    pub plugins: BTreeMap<String, PluginDeclaration>,
+    /// The host chain, in order.
+    pub host: Vec<String>,
+    /// The consumer chain, in order.
+    pub consumer: Vec<String>,
+}
+
+/// A plugin as declared in the pipeline file.
+#[derive(Clone, Debug)]
+pub struct PluginDeclaration {
+    /// The component file, resolved against the pipeline file's directory.
+    pub path: PathBuf,
+    /// Config, limits and grants.
+    pub settings: PluginSettings,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawPipeline {
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    plugins: BTreeMap<String, RawPlugin>,
+    #[serde(default)]
+    pipeline: RawSides,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawLimits {
+    memory_mib: Option<usize>,
+    timeout_ms: Option<u64>,
+    fuel: Option<u64>,
+    max_output_events: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawPlugin {
+    path: PathBuf,
+    #[serde(default)]
+    config: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    grants: BTreeSet<Grant>,
+    memory_mib: Option<usize>,
+    timeout_ms: Option<u64>,
+    fuel: Option<u64>,
+    max_output_events: Option<usize>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSides {
+    #[serde(default)]
+    host: Vec<String>,
+    #[serde(default)]
+    consumer: Vec<String>,
+}
+
+impl PipelineFile {
+    /// Reads and checks the pipeline file at `path`.
+    pub fn load(path: &Path) -> Result<Self, EngineError> {
+        let text = std::fs::read_to_string(path).map_err(|source| EngineError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses pipeline text read from `path` (plugin paths resolve against its directory).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, EngineError> {
+        let invalid = |reason: String| EngineError::Pipeline {
+            path: path.to_owned(),
+            reason,
+        };
+        let raw: RawPipeline = toml::from_str(text).map_err(|error| invalid(error.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let defaults = raw.limits.apply(PluginLimits::default());
+        let mut plugins = BTreeMap::new();
+        for (name, plugin) in raw.plugins {
+            let config = plugin
+                .config
+                .into_iter()
+                .map(|(key, value)| Ok((key.clone(), config_value(&name, &key, value)?)))
+                .collect::<Result<_, String>>()
+                .map_err(invalid)?;
+            let limits = RawLimits {
+                memory_mib: plugin.memory_mib,
+                timeout_ms: plugin.timeout_ms,
+                fuel: plugin.fuel,
+                max_output_events: plugin.max_output_events,
+            }
+            .apply(defaults.clone());
+            let declaration = PluginDeclaration {
+                path: base.join(&plugin.path),
+                settings: PluginSettings {
+                    config,
+                    limits,
+                    grants: plugin.grants,
+                },
+            };
+            plugins.insert(name, declaration);
+        }
+        for name in raw.pipeline.host.iter().chain(&raw.pipeline.consumer) {
+            if !plugins.contains_key(name) {
+                return Err(invalid(format!(
+                    "the pipeline uses plugin {name:?}, which is not declared under [plugins]"
+                )));
+            }
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            plugins,
+            host: raw.pipeline.host,
+            consumer: raw.pipeline.consumer,
+        })
+    }
+
+    /// The chain of `side`, by plugin name.
+    pub fn chain_names(&self, side: Side) -> &[String] {
+        match side {
+            Side::Host => &self.host,
+            Side::Consumer => &self.consumer,
+        }
+    }
+
+    /// Whether any plugin sets a fuel limit (the engine must then meter fuel).
+    pub fn needs_fuel(&self) -> bool {
+        self.plugins
+            .values()
+            .any(|plugin| plugin.settings.limits.fuel.is_some())
+    }
+
+    /// Registers every plugin `side` uses (not yet registered) and returns its chain.
+    pub fn build_chain(
+        &self,
+        side: Side,
+        registry: &PluginRegistry,
+        core_data: Arc<dyn CoreDataLookup>,
+    ) -> Result<PluginChain, EngineError> {
+        let mut steps = Vec::new();
+        for name in self.chain_names(side) {
+            let plugin = match registry.get(name) {
+                Ok(plugin) => plugin,
+                Err(_) => {
+                    let declaration = &self.plugins[name];
+                    let bytes = std::fs::read(&declaration.path).map_err(|source| {
+                        EngineError::Read {
+                            path: declaration.path.clone(),
+                            source,
+                        }
+                    })?;
+                    registry.register(name, declaration.settings.clone(), &bytes)?
+                }
+            };
+            steps.push(plugin);
+        }
+        Ok(PluginChain::new(registry.engine().clone(), steps, core_data))
+    }
+}
+
+impl RawLimits {
+    fn apply(self, mut limits: PluginLimits) -> PluginLimits {
+        if let Some(mib) = self.memory_mib {
+            limits.memory_bytes = mib << 20;
+        }
+        if let Some(ms) = self.timeout_ms {
+            limits.timeout = Duration::from_millis(ms);
+        }
+        if self.fuel.is_some() {
+            limits.fuel = self.fuel;
+        }
+        if let Some(events) = self.max_output_events {
+            limits.max_output_events = events;
+        }
+        limits
+    }
+}
+
+fn config_value(plugin: &str, key: &str, value: toml::Value) -> Result<String, String> {
+    match value {
+        toml::Value::String(text) => Ok(text),
+        toml::Value::Integer(number) => Ok(number.to_string()),
+        toml::Value::Float(number) => Ok(number.to_string()),
+        toml::Value::Boolean(flag) => Ok(flag.to_string()),
+        other => Err(format!(
+            "plugins.{plugin}.config.{key} must be a string, number or boolean, not {}",
+            other.type_str()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+        [limits]
+        memory-mib = 32
+        timeout-ms = 80
+
+        [plugins.enrich]
+        path = "plugins/enrich.wasm"
+        config = { fields = "programName", max = 3, strict = true }
+        timeout-ms = 20
+
+        [plugins.filter]
+        path = "/abs/filter.wasm"
+        grants = ["wall-clock"]
+
+        [pipeline]
+        host = ["enrich", "filter"]
+        consumer = ["filter"]
+    "#;
+
+    #[test]
+    fn parses_plugins_limits_and_chains() {
+        let file = PipelineFile::parse(EXAMPLE, Path::new("/etc/adtrack/pipeline.toml")).unwrap();
+        let enrich = &file.plugins["enrich"];
+        assert_eq!(enrich.path, Path::new("/etc/adtrack/plugins/enrich.wasm"));
+        assert_eq!(enrich.settings.config["max"], "3");
+        assert_eq!(enrich.settings.config["strict"], "true");
+        assert_eq!(enrich.settings.limits.timeout, Duration::from_millis(20));
+        assert_eq!(enrich.settings.limits.memory_bytes, 32 << 20);
+        let filter = &file.plugins["filter"];
+        assert_eq!(filter.path, Path::new("/abs/filter.wasm"));
+        assert_eq!(filter.settings.limits.timeout, Duration::from_millis(80));
+        assert!(filter.settings.grants.contains(&Grant::WallClock));
+        assert_eq!(file.chain_names(Side::Host), ["enrich", "filter"]);
+        assert_eq!(file.chain_names(Side::Consumer), ["filter"]);
+        assert!(!file.needs_fuel());
+    }
+
+    #[test]
+    fn refuses_undeclared_plugins_and_unknown_keys() {
+        let undeclared = "[pipeline]\nhost = [\"ghost\"]\n";
+        let error = PipelineFile::parse(undeclared, Path::new("p.toml")).unwrap_err();
+        assert!(error.to_string().contains("\"ghost\""), "{error}");
+
+        let typo = "[plugins.a]\npath = \"a.wasm\"\ntimeout = 5\n";
+        let error = PipelineFile::parse(typo, Path::new("p.toml")).unwrap_err();
+        assert!(error.to_string().contains("timeout"), "{error}");
+
+        let bad_grant = "[plugins.a]\npath = \"a.wasm\"\ngrants = [\"filesystem\"]\n";
+        assert!(PipelineFile::parse(bad_grant, Path::new("p.toml")).is_err());
+    }
+}

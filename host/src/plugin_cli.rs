@@ -1,0 +1,251 @@
+//! Commands for plugin authors: `plugin check`, `plugin run` and `pipeline run`.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use plugin_engine::{
+    CoreDataLookup, EngineConfig, Event, Grant, LoadOrigin, NoCoreData, PipelineFile, PluginChain,
+    PluginEngine, PluginLimits, PluginRegistry, PluginSettings, Side, StaticCoreData,
+};
+
+use crate::event_json::{EventJson, outcome_to_json};
+
+/// Work on a single plugin component.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Compile a component and report its world, imports, size, compile time and version.
+    Check {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// Capabilities to grant beyond the default sandbox (wall-clock, network).
+        #[arg(long = "grant")]
+        grants: Vec<Grant>,
+    },
+    /// Run a component over JSON-lines events from stdin; print one JSON outcome per event.
+    Run {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// A config value the plugin reads with `config.get` (repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        config: Vec<(String, String)>,
+        /// Capabilities to grant beyond the default sandbox (wall-clock, network).
+        #[arg(long = "grant")]
+        grants: Vec<Grant>,
+        #[command(flatten)]
+        run: RunOptions,
+        /// Per-call time limit in milliseconds.
+        #[arg(long, default_value_t = 100)]
+        timeout_ms: u64,
+        /// Memory limit in MiB.
+        #[arg(long, default_value_t = 64)]
+        memory_mib: usize,
+        /// Instruction budget per call (enables fuel metering).
+        #[arg(long)]
+        fuel: Option<u64>,
+    },
+}
+
+/// Work on a whole pipeline file.
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    /// Run one side's chain over JSON-lines events from stdin; print one JSON outcome per event.
+    Run {
+        /// The pipeline file.
+        #[arg(long, env = "PIPELINE_FILE", default_value = "pipeline.toml")]
+        pipeline: PathBuf,
+        /// Which chain to run.
+        #[arg(long, value_enum, default_value = "host")]
+        side: SideArg,
+        #[command(flatten)]
+        run: RunOptions,
+    },
+}
+
+/// Which chain of the pipeline file to run.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SideArg {
+    /// The HTTP host's chain.
+    Host,
+    /// The stream consumer's chain.
+    Consumer,
+}
+
+/// Options shared by the commands that run events.
+#[derive(Debug, Args)]
+pub struct RunOptions {
+    /// JSON file of core data for `lookup`: {"key": {"field": "value", ...}, ...}.
+    #[arg(long)]
+    core_data: Option<PathBuf>,
+    /// Events per batch (one plugin instance serves a batch).
+    #[arg(long, default_value_t = 100)]
+    batch_size: usize,
+}
+
+/// Runs a `plugin` subcommand.
+pub async fn plugin(command: PluginCommand) -> Result<()> {
+    match command {
+        PluginCommand::Check { file, grants } => check(&file, grants),
+        PluginCommand::Run {
+            file,
+            config,
+            grants,
+            run,
+            timeout_ms,
+            memory_mib,
+            fuel,
+        } => {
+            let engine = PluginEngine::new(EngineConfig {
+                fuel_metering: fuel.is_some(),
+                ..EngineConfig::default()
+            })?;
+            let registry = PluginRegistry::new(engine.clone());
+            let settings = PluginSettings {
+                config: config.into_iter().collect(),
+                limits: PluginLimits {
+                    memory_bytes: memory_mib << 20,
+                    timeout: Duration::from_millis(timeout_ms),
+                    fuel,
+                    ..PluginLimits::default()
+                },
+                grants: grants.into_iter().collect(),
+            };
+            let bytes = read(&file)?;
+            let name = plugin_name(&file);
+            let plugin = registry.register(&name, settings, &bytes)?;
+            let chain = PluginChain::new(engine, vec![plugin], core_data(&run)?);
+            run_events(&chain, run.batch_size).await
+        }
+    }
+}
+
+/// Runs a `pipeline` subcommand.
+pub async fn pipeline(command: PipelineCommand) -> Result<()> {
+    let PipelineCommand::Run {
+        pipeline,
+        side,
+        run,
+    } = command;
+    let file = PipelineFile::load(&pipeline)?;
+    let engine = PluginEngine::new(EngineConfig {
+        fuel_metering: file.needs_fuel(),
+        ..EngineConfig::default()
+    })?;
+    let registry = PluginRegistry::new(engine);
+    let side = match side {
+        SideArg::Host => Side::Host,
+        SideArg::Consumer => Side::Consumer,
+    };
+    let chain = file.build_chain(side, &registry, core_data(&run)?)?;
+    run_events(&chain, run.batch_size).await
+}
+
+fn check(file: &Path, grants: Vec<Grant>) -> Result<()> {
+    let engine = PluginEngine::new(EngineConfig::default())?;
+    let bytes = read(file)?;
+    let name = plugin_name(file);
+    let compiled = engine.compile(&name, &bytes, &grants.into_iter().collect())?;
+    let report = compiled.report();
+    let compile_time = match report.origin {
+        LoadOrigin::Compiled(elapsed) => format!("compiled in {elapsed:.1?}"),
+        LoadOrigin::Precompiled(elapsed) => format!("loaded precompiled in {elapsed:.1?}"),
+    };
+    println!("plugin:   {name} ({})", file.display());
+    println!("version:  {}", report.version);
+    println!("size:     {} bytes", report.size_bytes);
+    println!("world:    adtrack:plugin/plugin@0.1.0 (exports {})", report.exports.join(", "));
+    println!("imports:  {}", report.imports.join(", "));
+    println!("compile:  {compile_time}");
+    println!("verdict:  ok, the host can load this plugin");
+    Ok(())
+}
+
+/// Reads JSON-lines events from stdin in batches and prints one outcome line per event.
+async fn run_events(chain: &PluginChain, batch_size: usize) -> Result<()> {
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines().enumerate();
+    let mut stdout = std::io::stdout().lock();
+    loop {
+        let mut batch: Vec<(usize, Event)> = Vec::new();
+        for (index, line) in lines.by_ref() {
+            let line_number = index + 1;
+            let line = line.context("cannot read stdin")?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match parse_event(&line, line_number) {
+                Ok(event) => batch.push((line_number, event)),
+                Err(reason) => writeln!(
+                    stdout,
+                    "{}",
+                    serde_json::json!({ "line": line_number, "outcome": "invalid-input", "reason": reason })
+                )?,
+            }
+            if batch.len() >= batch_size.max(1) {
+                break;
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (numbers, events): (Vec<usize>, Vec<Event>) = batch.into_iter().unzip();
+        let outcomes = chain.process(events).await;
+        for (line_number, outcome) in numbers.into_iter().zip(outcomes) {
+            let mut json = outcome_to_json(&outcome);
+            json["line"] = line_number.into();
+            writeln!(stdout, "{json}")?;
+        }
+        stdout.flush()?;
+    }
+}
+
+fn parse_event(line: &str, line_number: usize) -> Result<Event, String> {
+    let json: EventJson =
+        serde_json::from_str(line).map_err(|error| format!("not an event: {error}"))?;
+    json.into_event(format!("line-{line_number}"))
+}
+
+fn core_data(options: &RunOptions) -> Result<Arc<dyn CoreDataLookup>> {
+    let Some(path) = &options.core_data else {
+        return Ok(Arc::new(NoCoreData));
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read core data {}", path.display()))?;
+    let records: HashMap<String, serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a JSON object of records", path.display()))?;
+    let records = records
+        .into_iter()
+        .map(|(key, fields)| {
+            let fields = fields
+                .into_iter()
+                .map(|(field, value)| match value {
+                    serde_json::Value::String(text) => (field, text),
+                    other => (field, other.to_string()),
+                })
+                .collect();
+            (key, fields)
+        })
+        .collect();
+    Ok(Arc::new(StaticCoreData::new(records)))
+}
+
+fn read(file: &Path) -> Result<Vec<u8>> {
+    std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))
+}
+
+fn plugin_name(file: &Path) -> String {
+    file.file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plugin".to_owned())
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))
+}

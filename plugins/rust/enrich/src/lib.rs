@@ -1,0 +1,71 @@
+//! Enriches tracking events with their program's core data.
+//!
+//! `validate` rejects events without a `programId` attribute. `transform` looks the program up
+//! in core data and copies the configured fields into the event's attributes (replacing any
+//! attribute of the same name). An unknown program is rejected; an unreachable store asks the
+//! host to retry.
+//!
+//! Config keys:
+//! - `fields`: comma-separated names of the core-data fields to copy
+//!   (default `programName,checksum,customerId,customerName`).
+
+wit_bindgen::generate!({
+    path: "../../../wit",
+    world: "plugin",
+});
+
+use adtrack::plugin::{config, core_data};
+use exports::adtrack::plugin::handler::{Event, Guest, PluginError};
+
+/// The core-data fields copied when the `fields` config key is not set.
+const DEFAULT_FIELDS: &str = "programName,checksum,customerId,customerName";
+
+struct Enrich;
+
+impl Guest for Enrich {
+    fn validate(event: Event) -> Result<(), PluginError> {
+        program_id(&event).map(|_| ())
+    }
+
+    fn transform(mut event: Event) -> Result<Vec<Event>, PluginError> {
+        let program_id = program_id(&event)?.to_owned();
+        let record = match core_data::lookup(&program_id) {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                return Err(PluginError::Reject(format!("unknown program {program_id}")));
+            }
+            Err(error) => {
+                return Err(PluginError::Retry(format!(
+                    "core data unavailable: {error}"
+                )));
+            }
+        };
+
+        let fields = config::get("fields").unwrap_or_else(|| DEFAULT_FIELDS.to_owned());
+        for field in fields.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+            if let Some((_, value)) = record.iter().find(|(name, _)| name == field) {
+                set_attribute(&mut event.attributes, field, value);
+            }
+        }
+        Ok(vec![event])
+    }
+}
+
+/// The event's non-empty `programId` attribute, or a rejection.
+fn program_id(event: &Event) -> Result<&str, PluginError> {
+    event
+        .attributes
+        .iter()
+        .find(|(name, _)| name == "programId")
+        .map(|(_, value)| value.as_str())
+        .filter(|value| !value.is_empty())
+        .ok_or_else(|| PluginError::Reject("missing programId".to_owned()))
+}
+
+/// Sets attribute `name` to `value`, replacing an attribute of the same name.
+fn set_attribute(attributes: &mut Vec<(String, String)>, name: &str, value: &str) {
+    attributes.retain(|(key, _)| key != name);
+    attributes.push((name.to_owned(), value.to_owned()));
+}
+
+export!(Enrich);

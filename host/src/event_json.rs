@@ -95,9 +95,7 @@ pub fn outcome_to_json(outcome: &ChainOutcome) -> Value {
             "outcome": "accepted",
             "events": events.iter().map(event_to_json).collect::<Vec<_>>(),
         }),
-        Outcome::Rejected { by, reason } => {
-            stopped_by("rejected", by, json!({ "reason": reason }))
-        }
+        Outcome::Rejected { by, reason } => stopped_by("rejected", by, json!({ "reason": reason })),
         Outcome::Retry { by, reason } => stopped_by("retry", by, json!({ "reason": reason })),
         Outcome::Failed { by, failure } => stopped_by(
             "failed",

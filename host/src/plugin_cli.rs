@@ -157,34 +157,30 @@ fn check(file: &Path, grants: Vec<Grant>) -> Result<()> {
     println!("plugin:   {name} ({})", file.display());
     println!("version:  {}", report.version);
     println!("size:     {} bytes", report.size_bytes);
-    println!("world:    adtrack:plugin/plugin@0.1.0 (exports {})", report.exports.join(", "));
+    println!(
+        "world:    adtrack:plugin/plugin@0.1.0 (exports {})",
+        report.exports.join(", ")
+    );
     println!("imports:  {}", report.imports.join(", "));
     println!("compile:  {compile_time}");
     println!("verdict:  ok, the host can load this plugin");
     Ok(())
 }
 
-/// Reads JSON-lines events from stdin in batches and prints one outcome line per event.
+/// Reads JSON-lines events from stdin in batches and prints one outcome line per
+/// input line, in input order.
 async fn run_events(chain: &PluginChain, batch_size: usize) -> Result<()> {
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines().enumerate();
     let mut stdout = std::io::stdout().lock();
     loop {
-        let mut batch: Vec<(usize, Event)> = Vec::new();
+        let mut batch: Vec<(usize, Result<Event, String>)> = Vec::new();
         for (index, line) in lines.by_ref() {
-            let line_number = index + 1;
             let line = line.context("cannot read stdin")?;
             if line.trim().is_empty() {
                 continue;
             }
-            match parse_event(&line, line_number) {
-                Ok(event) => batch.push((line_number, event)),
-                Err(reason) => writeln!(
-                    stdout,
-                    "{}",
-                    serde_json::json!({ "line": line_number, "outcome": "invalid-input", "reason": reason })
-                )?,
-            }
+            batch.push((index + 1, parse_event(&line, index + 1)));
             if batch.len() >= batch_size.max(1) {
                 break;
             }
@@ -192,10 +188,19 @@ async fn run_events(chain: &PluginChain, batch_size: usize) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        let (numbers, events): (Vec<usize>, Vec<Event>) = batch.into_iter().unzip();
-        let outcomes = chain.process(events).await;
-        for (line_number, outcome) in numbers.into_iter().zip(outcomes) {
-            let mut json = outcome_to_json(&outcome);
+        let events: Vec<Event> = batch
+            .iter()
+            .filter_map(|(_, event)| event.as_ref().ok().cloned())
+            .collect();
+        let mut outcomes = chain.process(events).await.into_iter();
+        for (line_number, event) in batch {
+            let mut json = match event {
+                Ok(_) => outcomes
+                    .next()
+                    .map(|outcome| outcome_to_json(&outcome))
+                    .context("the chain returned fewer outcomes than events")?,
+                Err(reason) => serde_json::json!({ "outcome": "invalid-input", "reason": reason }),
+            };
             json["line"] = line_number.into();
             writeln!(stdout, "{json}")?;
         }

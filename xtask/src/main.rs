@@ -3,7 +3,7 @@
 mod plugins;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -26,12 +26,19 @@ enum Task {
     Plugins,
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let root = workspace_root();
-    match Cli::parse().command {
+    let result = match Cli::parse().command {
         Task::Plugins => plugins::build(&root),
         Task::Run => run(&root),
         Task::Test => test(&root),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -39,10 +46,25 @@ fn run(root: &Path) -> Result<()> {
     plugins::build(root)?;
     let events = std::fs::File::open(root.join("host/samples/events.jsonl"))
         .context("cannot open host/samples/events.jsonl")?;
-    eprintln!("xtask: running the host plugin chain from pipeline.toml over host/samples/events.jsonl");
+    eprintln!(
+        "xtask: running the host plugin chain from pipeline.toml over host/samples/events.jsonl"
+    );
     let status = cargo(root)
-        .args(["run", "--quiet", "--package", "adtrack-host", "--", "pipeline", "run"])
-        .args(["--pipeline", "pipeline.toml", "--core-data", "host/samples/core-data.json"])
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "adtrack-host",
+            "--",
+            "pipeline",
+            "run",
+        ])
+        .args([
+            "--pipeline",
+            "pipeline.toml",
+            "--core-data",
+            "host/samples/core-data.json",
+        ])
         .stdin(events)
         .status()
         .context("cannot start cargo")?;
@@ -55,7 +77,14 @@ fn test(root: &Path) -> Result<()> {
     step(
         root,
         "lint",
-        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
     )?;
     step(root, "tests", &["test", "--workspace", "--all-targets"])?;
     Ok(())

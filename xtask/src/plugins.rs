@@ -14,19 +14,32 @@ pub fn build(root: &Path) -> Result<()> {
     let manifest = root.join("plugins/rust/Cargo.toml");
     eprintln!("xtask: building Rust plugins for {WASM_TARGET}");
     let status = crate::cargo(root)
-        .args(["build", "--release", "--target", WASM_TARGET, "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "--manifest-path",
+        ])
         .arg(&manifest)
         .status()
         .context("cannot start cargo")?;
     crate::check(status, "building the Rust plugins")?;
-    let built = root.join("plugins/rust/target").join(WASM_TARGET).join("release");
+    let built = root
+        .join("plugins/rust/target")
+        .join(WASM_TARGET)
+        .join("release");
     let out = root.join("target/plugins");
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut copied = 0;
-    for entry in std::fs::read_dir(&built).with_context(|| format!("cannot list {}", built.display()))? {
+    for entry in
+        std::fs::read_dir(&built).with_context(|| format!("cannot list {}", built.display()))?
+    {
         let path = entry?.path();
         if path.extension().is_some_and(|ext| ext == "wasm") {
-            let stem = path.file_stem().map(|stem| stem.to_string_lossy().replace('_', "-"));
+            let stem = path
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().replace('_', "-"));
             let Some(stem) = stem else { continue };
             std::fs::copy(&path, out.join(format!("{stem}.wasm")))
                 .with_context(|| format!("cannot copy {}", path.display()))?;

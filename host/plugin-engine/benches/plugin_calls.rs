@@ -31,7 +31,10 @@ fn tracking_event(index: usize) -> Event {
         payload: Vec::new(),
         attributes: vec![
             ("programId".into(), "212313".into()),
-            ("userAgent".into(), "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0".into()),
+            (
+                "userAgent".into(),
+                "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0".into(),
+            ),
             ("checksum".into(), "b84e02d7".into()),
             ("customerId".into(), "4712".into()),
         ],
@@ -40,8 +43,14 @@ fn tracking_event(index: usize) -> Event {
 
 /// The `filter` + `validate-tracking` logic written as plain Rust: the baseline.
 fn native_chain(mut event: Event) -> Result<Option<Event>, String> {
-    let user_agent = event.attribute("userAgent").unwrap_or("").to_ascii_lowercase();
-    if BOT_PATTERNS.iter().any(|pattern| user_agent.contains(pattern)) {
+    let user_agent = event
+        .attribute("userAgent")
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if BOT_PATTERNS
+        .iter()
+        .any(|pattern| user_agent.contains(pattern))
+    {
         return Ok(None);
     }
     let digits = |name: &str| {
@@ -85,13 +94,7 @@ fn per_event_cost(c: &mut Criterion) {
         let events: Vec<Event> = (0..batch).map(tracking_event).collect();
         group.throughput(Throughput::Elements(batch as u64));
         group.bench_with_input(BenchmarkId::new("native", batch), &events, |b, events| {
-            b.iter(|| {
-                events
-                    .iter()
-                    .cloned()
-                    .map(native_chain)
-                    .collect::<Vec<_>>()
-            })
+            b.iter(|| events.iter().cloned().map(native_chain).collect::<Vec<_>>())
         });
         group.bench_with_input(BenchmarkId::new("wasm", batch), &events, |b, events| {
             b.to_async(&runtime).iter(|| async {

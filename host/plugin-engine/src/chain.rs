@@ -113,44 +113,56 @@ impl PluginChain {
     /// Each plugin's version is pinned for the whole batch and one instance serves
     /// the batch, so a swap during the batch takes effect on the next one.
     pub async fn process(&self, events: Vec<Event>) -> Vec<ChainOutcome> {
-        let mut states: Vec<(Result<Vec<Event>, Outcome>, Vec<PluginRef>)> = events
+        let mut states: Vec<EventProgress> = events
             .into_iter()
-            .map(|event| (Ok(vec![event]), Vec::new()))
+            .map(|event| EventProgress {
+                state: Ok(vec![event]),
+                processed_by: Vec::new(),
+            })
             .collect();
         for plugin in &self.steps {
             let mut step = Step::new(self, plugin);
-            for (state, processed_by) in &mut states {
-                let Ok(events) = state else { continue };
+            for progress in &mut states {
+                let Ok(events) = &mut progress.state else {
+                    continue;
+                };
                 if events.is_empty() {
                     continue; // filtered by an earlier plugin
                 }
-                processed_by.push(step.plugin_ref.clone());
+                progress.processed_by.push(step.plugin_ref.clone());
                 let mut produced = Vec::with_capacity(events.len());
                 for event in std::mem::take(events) {
                     match step.run(event).await {
                         Ok(output) => produced.extend(output),
                         Err(stopped) => {
-                            *state = Err(stopped);
+                            progress.state = Err(stopped);
                             break;
                         }
                     }
                 }
-                if let Ok(events) = state {
+                if let Ok(events) = &mut progress.state {
                     *events = produced;
                 }
             }
         }
         states
             .into_iter()
-            .map(|(state, processed_by)| ChainOutcome {
-                outcome: match state {
+            .map(|progress| ChainOutcome {
+                outcome: match progress.state {
                     Ok(events) => Outcome::Accepted(events),
                     Err(stopped) => stopped,
                 },
-                processed_by,
+                processed_by: progress.processed_by,
             })
             .collect()
     }
+}
+
+/// Where one input event stands during a batch: the events it has become so far,
+/// or the outcome that stopped it.
+struct EventProgress {
+    state: Result<Vec<Event>, Outcome>,
+    processed_by: Vec<PluginRef>,
 }
 
 /// One plugin of the chain during one batch: its pinned version and lazy instance.

@@ -161,4 +161,3 @@ fn check_output(events: Vec<WitEvent>, limits: &PluginLimits) -> Result<Vec<Even
     }
     Ok(events)
 }
-

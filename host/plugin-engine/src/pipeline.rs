@@ -191,18 +191,21 @@ impl PipelineFile {
                 Ok(plugin) => plugin,
                 Err(_) => {
                     let declaration = &self.plugins[name];
-                    let bytes = std::fs::read(&declaration.path).map_err(|source| {
-                        EngineError::Read {
+                    let bytes =
+                        std::fs::read(&declaration.path).map_err(|source| EngineError::Read {
                             path: declaration.path.clone(),
                             source,
-                        }
-                    })?;
+                        })?;
                     registry.register(name, declaration.settings.clone(), &bytes)?
                 }
             };
             steps.push(plugin);
         }
-        Ok(PluginChain::new(registry.engine().clone(), steps, core_data))
+        Ok(PluginChain::new(
+            registry.engine().clone(),
+            steps,
+            core_data,
+        ))
     }
 }
 

@@ -65,7 +65,10 @@ mod tests {
     #[test]
     fn version_round_trips_through_text() {
         let version = PluginVersion::of(b"component");
-        assert_eq!(version.to_string().parse::<PluginVersion>().unwrap(), version);
+        assert_eq!(
+            version.to_string().parse::<PluginVersion>().unwrap(),
+            version
+        );
         assert!("not-hex".parse::<PluginVersion>().is_err());
     }
 }

@@ -201,7 +201,10 @@ async fn fuel_limits_stop_a_loop_before_its_deadline() {
         Arc::new(NoCoreData),
     );
     let outcome = chain.process_one(event("loop", &[])).await;
-    assert_eq!(failure(outcome.outcome), CallFailure::FuelExhausted(5_000_000));
+    assert_eq!(
+        failure(outcome.outcome),
+        CallFailure::FuelExhausted(5_000_000)
+    );
 }
 
 #[tokio::test]
@@ -218,7 +221,10 @@ async fn fuel_limits_need_fuel_metering() {
         .register("metered", settings, &plugin_bytes("filter"))
         .err()
         .expect("refused");
-    assert!(matches!(error, EngineError::InvalidLimits { .. }), "{error}");
+    assert!(
+        matches!(error, EngineError::InvalidLimits { .. }),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -226,15 +232,25 @@ async fn one_hostile_plugin_in_a_chain_fails_only_the_events_it_handles() {
     let engine = engine();
     let registry = PluginRegistry::new(engine.clone());
     let good = registry
-        .register("validate-tracking", PluginSettings::default(), &plugin_bytes("validate-tracking"))
+        .register(
+            "validate-tracking",
+            PluginSettings::default(),
+            &plugin_bytes("validate-tracking"),
+        )
         .expect("good plugin");
     let trap = registry
-        .register("hostile-trap", PluginSettings::default(), &plugin_bytes("hostile-trap"))
+        .register(
+            "hostile-trap",
+            PluginSettings::default(),
+            &plugin_bytes("hostile-trap"),
+        )
         .expect("hostile plugin");
     let guarded = PluginChain::new(engine.clone(), vec![good.clone()], Arc::new(NoCoreData));
     let doomed = PluginChain::new(engine, vec![good, trap], Arc::new(NoCoreData));
     let doomed_outcome = doomed.process_one(complete_tracking_event("x")).await;
-    assert!(matches!(doomed_outcome.outcome, Outcome::Failed { ref by, .. } if &*by.name == "hostile-trap"));
+    assert!(
+        matches!(doomed_outcome.outcome, Outcome::Failed { ref by, .. } if &*by.name == "hostile-trap")
+    );
     let outcome = guarded.process_one(complete_tracking_event("y")).await;
     assert!(matches!(outcome.outcome, Outcome::Accepted(_)));
 }

@@ -13,10 +13,18 @@ use plugin_engine::{
 /// An event the `filter` plugin accepts and `validate-tracking` rejects (no checksum),
 /// so which version handled it is visible in the outcome.
 fn probe() -> plugin_engine::Event {
-    event("probe", &[("programId", "212313"), ("userAgent", "Mozilla/5.0")])
+    event(
+        "probe",
+        &[("programId", "212313"), ("userAgent", "Mozilla/5.0")],
+    )
 }
 
-fn setup() -> (Arc<PluginRegistry>, PluginChain, PluginVersion, PluginVersion) {
+fn setup() -> (
+    Arc<PluginRegistry>,
+    PluginChain,
+    PluginVersion,
+    PluginVersion,
+) {
     let engine = engine();
     let registry = Arc::new(PluginRegistry::new(engine.clone()));
     let old = plugin_bytes("filter");
@@ -69,10 +77,16 @@ async fn swapping_under_concurrent_load_fails_no_call_and_takes_effect() {
 
     for caller in callers {
         let seen = caller.await.expect("caller task");
-        assert!(seen.iter().any(|(_, version)| *version == old), "calls ran before the swap");
+        assert!(
+            seen.iter().any(|(_, version)| *version == old),
+            "calls ran before the swap"
+        );
         for (was_swapped, version) in seen {
             if was_swapped {
-                assert_eq!(version, new, "a call started after the swap ran the old version");
+                assert_eq!(
+                    version, new,
+                    "a call started after the swap ran the old version"
+                );
             }
         }
     }

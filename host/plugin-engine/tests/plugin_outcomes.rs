@@ -61,14 +61,34 @@ async fn validate_tracking_rejects_missing_or_invalid_fields_with_the_field_name
         Arc::new(NoCoreData),
     );
     let cases = [
-        (event("a", &[("checksum", "ab12"), ("customerId", "1")]), "programId"),
         (
-            event("b", &[("programId", "21x3"), ("checksum", "ab12"), ("customerId", "1")]),
+            event("a", &[("checksum", "ab12"), ("customerId", "1")]),
             "programId",
         ),
-        (event("c", &[("programId", "1"), ("customerId", "1")]), "checksum"),
         (
-            event("d", &[("programId", "1"), ("checksum", "ab12"), ("customerId", "abc")]),
+            event(
+                "b",
+                &[
+                    ("programId", "21x3"),
+                    ("checksum", "ab12"),
+                    ("customerId", "1"),
+                ],
+            ),
+            "programId",
+        ),
+        (
+            event("c", &[("programId", "1"), ("customerId", "1")]),
+            "checksum",
+        ),
+        (
+            event(
+                "d",
+                &[
+                    ("programId", "1"),
+                    ("checksum", "ab12"),
+                    ("customerId", "abc"),
+                ],
+            ),
             "customerId",
         ),
     ];
@@ -91,7 +111,10 @@ async fn enrich_adds_the_programs_core_data() {
     let event = event("m1", &[("programId", "212313"), ("userAgent", "Mozilla")]);
     let events = accepted(chain.process_one(event).await.outcome);
     let enriched = &events[0];
-    assert_eq!(enriched.attribute("programName"), Some("Summer Video Preroll"));
+    assert_eq!(
+        enriched.attribute("programName"),
+        Some("Summer Video Preroll")
+    );
     assert_eq!(enriched.attribute("checksum"), Some("b84e02d7"));
     assert_eq!(enriched.attribute("customerId"), Some("4712"));
     assert_eq!(enriched.attribute("customerName"), Some("Globex Travel"));
@@ -111,7 +134,10 @@ async fn enrich_copies_only_the_configured_fields() {
             .await
             .outcome,
     );
-    assert_eq!(events[0].attribute("programName"), Some("Summer Video Preroll"));
+    assert_eq!(
+        events[0].attribute("programName"),
+        Some("Summer Video Preroll")
+    );
     assert_eq!(events[0].attribute("customerName"), None);
 }
 
@@ -137,7 +163,9 @@ struct UnreachableCoreData;
 #[async_trait]
 impl CoreDataLookup for UnreachableCoreData {
     async fn lookup(&self, _key: &str) -> Result<Option<CoreRecord>, CoreDataError> {
-        Err(CoreDataError("redis at 10.0.0.1:6379 refused the connection".into()))
+        Err(CoreDataError(
+            "redis at 10.0.0.1:6379 refused the connection".into(),
+        ))
     }
 }
 
@@ -172,7 +200,10 @@ async fn filter_drops_bots_and_keeps_browsers() {
     );
     let outcomes = chain
         .process(vec![
-            event("bot", &[("userAgent", "Mozilla/5.0 (compatible; Googlebot/2.1)")]),
+            event(
+                "bot",
+                &[("userAgent", "Mozilla/5.0 (compatible; Googlebot/2.1)")],
+            ),
             event("human", &[("userAgent", "Mozilla/5.0 Firefox/128.0")]),
             event("anonymous", &[]),
         ])
@@ -259,9 +290,18 @@ async fn the_repository_pipeline_runs_the_host_chain_end_to_end() {
     let chain = file
         .build_chain(Side::Host, &registry, sample_core_data())
         .expect("host chain builds");
-    let human = event("m1", &[("programId", "212313"), ("userAgent", "Mozilla/5.0")]);
-    let bot = event("m2", &[("programId", "212313"), ("userAgent", "Googlebot/2.1")]);
-    let unknown = event("m3", &[("programId", "999999"), ("userAgent", "Mozilla/5.0")]);
+    let human = event(
+        "m1",
+        &[("programId", "212313"), ("userAgent", "Mozilla/5.0")],
+    );
+    let bot = event(
+        "m2",
+        &[("programId", "212313"), ("userAgent", "Googlebot/2.1")],
+    );
+    let unknown = event(
+        "m3",
+        &[("programId", "999999"), ("userAgent", "Mozilla/5.0")],
+    );
     let outcomes = chain.process(vec![human, bot, unknown]).await;
 
     let enriched = accepted(outcomes[0].outcome.clone());
@@ -273,7 +313,10 @@ async fn the_repository_pipeline_runs_the_host_chain_end_to_end() {
         .map(|plugin| &*plugin.name)
         .collect();
     assert_eq!(names, ["filter", "enrich", "validate-tracking", "fan-out"]);
-    assert!(accepted(outcomes[1].outcome.clone()).is_empty(), "bots are filtered");
+    assert!(
+        accepted(outcomes[1].outcome.clone()).is_empty(),
+        "bots are filtered"
+    );
     assert!(rejection(outcomes[2].outcome.clone()).contains("unknown program"));
     assert!(Path::new(&file.plugins["enrich"].path).exists());
 }

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use plugin_engine::{
-    CoreDataLookup, EngineConfig, Event, PluginChain, PluginEngine, PluginRegistry,
-    PluginSettings, StaticCoreData,
+    CoreDataLookup, EngineConfig, Event, PluginChain, PluginEngine, PluginRegistry, PluginSettings,
+    StaticCoreData,
 };
 
 /// The repository root.
@@ -17,7 +17,9 @@ pub fn repo_root() -> PathBuf {
 
 /// The bytes of a plugin component built by `cargo xtask plugins`.
 pub fn plugin_bytes(name: &str) -> Vec<u8> {
-    let path = repo_root().join("target/plugins").join(format!("{name}.wasm"));
+    let path = repo_root()
+        .join("target/plugins")
+        .join(format!("{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|error| {
         panic!(
             "plugin component {} is missing ({error}); build the plugins with \

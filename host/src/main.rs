@@ -1,13 +1,20 @@
 //! The adtrack host binary: the event-processing service and the plugin author tools.
 
+mod cache;
+mod config;
 mod event_json;
+mod http;
 mod plugin_cli;
+mod samples;
+mod service;
+mod stream;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use crate::config::ServeConfig;
 use crate::plugin_cli::{PipelineCommand, PluginCommand};
 
 /// WebAssembly plugin event-processing host.
@@ -20,6 +27,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the tracking API and the generic pipeline (the Fargate service).
+    Serve(Box<ServeConfig>),
     /// Plugin author tools: check a component, run it over events.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -30,13 +39,10 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let result = match Cli::parse().command {
+    let cli = Cli::parse();
+    init_logging(&cli.command);
+    let result = match cli.command {
+        Command::Serve(config) => service::serve(*config).await,
         Command::Plugin(command) => plugin_cli::plugin(command).await,
         Command::Pipeline(command) => plugin_cli::pipeline(command).await,
     };
@@ -46,5 +52,24 @@ async fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// JSON log lines for the service (CloudWatch parses them), plain text for the CLI;
+/// `RUST_LOG` sets the level.
+fn init_logging(command: &Command) {
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    match command {
+        Command::Serve(_) => builder
+            .json()
+            .with_env_filter(
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            )
+            .init(),
+        _ => builder
+            .with_env_filter(
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+            )
+            .init(),
     }
 }

@@ -1,5 +1,6 @@
 //! Project automation: `cargo xtask run`, `cargo xtask test`, `cargo xtask plugins`.
 
+mod infrastructure;
 mod plugins;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,11 @@ enum Task {
     Test,
     /// Build every plugin component into target/plugins/.
     Plugins,
+    /// Check the CloudFormation templates: `cargo xtask infrastructure test`.
+    #[command(subcommand)]
+    Infrastructure(infrastructure::Command),
+    /// Upload the consumer package and plugins, then deploy the CloudFormation stack.
+    Deploy(infrastructure::DeployArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +38,8 @@ fn main() -> ExitCode {
         Task::Plugins => plugins::build(&root),
         Task::Run => run(&root),
         Task::Test => test(&root),
+        Task::Infrastructure(command) => infrastructure::run(&root, command),
+        Task::Deploy(args) => infrastructure::deploy(&root, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -87,6 +95,7 @@ fn test(root: &Path) -> Result<()> {
         ],
     )?;
     step(root, "tests", &["test", "--workspace", "--all-targets"])?;
+    infrastructure::test(root)?;
     Ok(())
 }
 

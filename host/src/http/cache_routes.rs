@@ -1,0 +1,38 @@
+//! `GET /cache/fill` and `GET /cache/purge`, as in the original service.
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::samples;
+
+/// Loads the sample programs (212312, 212313, 212314) into the backend and L1.
+pub async fn fill(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let programs = samples::programs();
+    let mut filled = Vec::with_capacity(programs.len());
+    for (program_id, record) in programs {
+        state
+            .cache
+            .put(&program_id, record)
+            .await
+            .map_err(|error| ApiError::unavailable(format!("core data unavailable: {error}")))?;
+        filled.push(program_id);
+    }
+    Ok(Json(json!({ "filled": filled })))
+}
+
+/// Empties the L1 cache and removes the sample programs from the backend.
+pub async fn purge(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    state.cache.clear_l1();
+    let mut purged = Vec::new();
+    for (program_id, _) in samples::programs() {
+        state
+            .cache
+            .remove(&program_id)
+            .await
+            .map_err(|error| ApiError::unavailable(format!("core data unavailable: {error}")))?;
+        purged.push(program_id);
+    }
+    Ok(Json(json!({ "purged": purged })))
+}

@@ -1,0 +1,96 @@
+//! `POST /events`: JSON-array or NDJSON batches for the generic pipeline.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use plugin_engine::{Event, Outcome};
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState, put_on_stream};
+use crate::event_json::EventJson;
+
+/// Runs a batch through the host chain and answers one result per input event, in
+/// order. Accepted output goes on the stream; if the stream cannot take it, the
+/// whole request is refused with 503 so the client can resend it as is.
+pub async fn ingest(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let events = parse_batch(&headers, &body, state.max_batch_events)?;
+    let outcomes = state.chain.process(events).await;
+    let mut results = Vec::with_capacity(outcomes.len());
+    let mut accepted = 0;
+    for (index, outcome) in outcomes.iter().enumerate() {
+        let result = match &outcome.outcome {
+            Outcome::Accepted(events) if events.is_empty() => json!({ "outcome": "filtered" }),
+            Outcome::Accepted(events) => {
+                put_on_stream(&state, events, &outcome.processed_by).await?;
+                accepted += events.len();
+                json!({
+                    "outcome": "accepted",
+                    "ids": events.iter().map(|event| event.id.as_str()).collect::<Vec<_>>(),
+                })
+            }
+            Outcome::Rejected { by, reason } => {
+                json!({ "outcome": "rejected", "plugin": &*by.name, "reason": reason })
+            }
+            Outcome::Retry { by, reason } => {
+                json!({ "outcome": "retry", "plugin": &*by.name, "reason": reason })
+            }
+            Outcome::Failed { by, failure } => json!({
+                "outcome": "failed",
+                "plugin": &*by.name,
+                "failure": failure.kind(),
+                "reason": failure.to_string(),
+            }),
+        };
+        let mut result = result;
+        result["index"] = index.into();
+        results.push(result);
+    }
+    Ok(Json(json!({ "accepted": accepted, "results": results })))
+}
+
+/// The events of a JSON-array or NDJSON body (`Content-Type: application/x-ndjson`).
+fn parse_batch(headers: &HeaderMap, body: &[u8], max_events: usize) -> Result<Vec<Event>, ApiError> {
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
+    let text = std::str::from_utf8(body)
+        .map_err(|error| bad(format!("the body is not valid UTF-8: {error}")))?;
+    let ndjson = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.contains("ndjson") || value.contains("jsonlines"));
+    let parsed: Vec<EventJson> = if ndjson {
+        text.lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(|(index, line)| {
+                serde_json::from_str(line)
+                    .map_err(|error| bad(format!("line {}: not an event: {error}", index + 1)))
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        serde_json::from_str(text)
+            .map_err(|error| bad(format!("expected a JSON array of events: {error}")))?
+    };
+    if parsed.is_empty() {
+        return Err(bad("the batch holds no events".into()));
+    }
+    if parsed.len() > max_events {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{} events in one request; the limit is {max_events}", parsed.len()),
+        ));
+    }
+    parsed
+        .into_iter()
+        .enumerate()
+        .map(|(index, event)| {
+            event
+                .into_event(uuid::Uuid::new_v4().to_string())
+                .map_err(|error| bad(format!("event {index}: {error}")))
+        })
+        .collect()
+}

@@ -1,0 +1,166 @@
+//! The HTTP stage (axum): routes, limits, metrics and error responses.
+
+mod admin;
+mod cache_routes;
+mod events;
+mod health;
+mod tracking;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use metrics_exporter_prometheus::PrometheusHandle;
+use plugin_engine::{Event, PluginChain, PluginRef, PluginRegistry};
+use serde_json::json;
+use stream_record::TrackingEvent;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::cache::CoreDataCache;
+use crate::config::{Ack, ServeConfig};
+use crate::stream::{StreamEntry, StreamError, StreamProducer};
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The host plugin chain.
+    pub chain: PluginChain,
+    /// The plugins, for the admin API.
+    pub registry: Arc<PluginRegistry>,
+    /// Core data: L1 then backend.
+    pub cache: CoreDataCache,
+    /// The stream stage.
+    pub producer: StreamProducer,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// The admin bearer token; `None` disables the admin API.
+    pub admin_token: Option<Arc<str>>,
+    /// When requests are acknowledged.
+    pub ack: Ack,
+    /// Most events per `POST /events`.
+    pub max_batch_events: usize,
+}
+
+/// The host's routes with limits, timeouts, tracing and request metrics.
+pub fn router(state: AppState, config: &ServeConfig) -> Router {
+    let admin = Router::new()
+        .route("/admin/plugins", get(admin::list))
+        .route("/admin/plugins/{name}", put(admin::upload))
+        .route("/admin/plugins/{name}/rollback", post(admin::rollback))
+        .layer(DefaultBodyLimit::max(config.max_plugin_bytes))
+        .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_token));
+    Router::new()
+        .route("/event/{program_id}", get(tracking::track))
+        .route("/events", post(events::ingest))
+        .route("/cache/fill", get(cache_routes::fill))
+        .route("/cache/purge", get(cache_routes::purge))
+        .route("/health/check", get(health::check))
+        .route("/metrics", get(health::metrics))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .merge(admin)
+        .route_layer(middleware::from_fn(record_request))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout(),
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Counts requests and measures their latency per route and status.
+async fn record_request(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// An error answer: a status and a JSON body `{"error": ...}` with optional detail.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: serde_json::Value,
+    retry_after: bool,
+}
+
+impl ApiError {
+    /// An error with `status` and `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: json!({ "error": message.into() }),
+            retry_after: false,
+        }
+    }
+
+    /// Adds fields to the JSON body.
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.body[key] = value.into();
+        self
+    }
+
+    /// 503 with `Retry-After`, for conditions that pass.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            retry_after: true,
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body)).into_response();
+        if self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<StreamError> for ApiError {
+    fn from(error: StreamError) -> Self {
+        match error {
+            StreamError::Backpressure => ApiError::unavailable(error.to_string()),
+            StreamError::TooLarge(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
+            StreamError::Failed { .. } | StreamError::Closed => {
+                ApiError::unavailable(error.to_string())
+            }
+        }
+    }
+}
+
+/// Puts accepted events on the stream as protobuf records stamped with the plugins that
+/// processed them; returns once they are acknowledged per the configured durability.
+pub async fn put_on_stream(
+    state: &AppState,
+    events: &[Event],
+    processed_by: &[PluginRef],
+) -> Result<(), StreamError> {
+    let entries = events
+        .iter()
+        .map(|event| StreamEntry {
+            key: event.key.clone(),
+            data: TrackingEvent::from_event(event, processed_by).to_bytes(),
+        })
+        .collect();
+    state.producer.send(entries, state.ack == Ack::Stream).await
+}

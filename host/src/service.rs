@@ -1,0 +1,147 @@
+//! `adtrack-host serve`: wires the stages together, serves HTTP, shuts down gracefully.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use aws_config::BehaviorVersion;
+use aws_config::timeout::TimeoutConfig;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use plugin_engine::{EngineConfig, PipelineFile, PluginEngine, PluginRegistry, Side};
+use stream_record::embedded_log::EmbeddedLog;
+use tokio::net::TcpListener;
+
+use crate::cache::{
+    CacheSettings, CoreDataBackend, CoreDataCache, EmbeddedBackend, RedisBackend, follow_updates,
+};
+use crate::config::ServeConfig;
+use crate::http::{AppState, router};
+use crate::stream::{EmbeddedSink, KinesisSink, ProducerSettings, StreamProducer, StreamSink};
+
+/// Runs the host until SIGTERM or Ctrl-C, then stops accepting requests, finishes the
+/// ones in flight and delivers every buffered record before returning.
+pub async fn serve(config: ServeConfig) -> Result<()> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    tracing::info!(?config, "starting adtrack-host");
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+
+    let pipeline = PipelineFile::load(&config.pipeline)?;
+    let engine = PluginEngine::new(EngineConfig {
+        fuel_metering: pipeline.needs_fuel(),
+        artifact_cache_dir: config.plugin_cache_dir.clone(),
+        ..EngineConfig::default()
+    })?;
+    let registry = Arc::new(PluginRegistry::new(engine));
+
+    let cache = core_data(&config)?;
+    let chain = pipeline.build_chain(Side::Host, &registry, Arc::new(cache.clone()))?;
+    if let Err(outcome) = chain.warm_up().await {
+        anyhow::bail!("a host plugin cannot start: {outcome:?}");
+    }
+
+    let producer = StreamProducer::start(
+        stream_sink(&config).await?,
+        ProducerSettings {
+            buffer_records: config.stream_buffer_records,
+            ..ProducerSettings::default()
+        },
+    );
+    let state = AppState {
+        chain,
+        registry,
+        cache,
+        producer: producer.clone(),
+        metrics,
+        admin_token: config.admin_token.as_deref().map(Arc::from),
+        ack: config.ack,
+        max_batch_events: config.max_batch_events,
+    };
+    let listener = TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
+    tracing::info!(address = %listener.local_addr()?, "listening");
+    axum::serve(listener, router(state, &config))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the HTTP server failed")?;
+    tracing::info!(buffered = producer.buffered(), "draining the stream buffer");
+    producer.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The core-data cache over Redis when configured, else over the in-process backend,
+/// with a task refreshing L1 on every change notification.
+fn core_data(config: &ServeConfig) -> Result<CoreDataCache> {
+    let settings = CacheSettings {
+        capacity: config.cache_capacity,
+        ttl: Duration::from_secs(config.cache_ttl_secs),
+    };
+    let (backend, updates): (Arc<dyn CoreDataBackend>, _) = match &config.redis_url {
+        Some(url) => {
+            let redis = RedisBackend::new(url, config.redis_auth_token.as_deref())?;
+            let updates = redis.subscribe();
+            (Arc::new(redis), updates)
+        }
+        None => {
+            let (embedded, updates) = EmbeddedBackend::new();
+            (Arc::new(embedded), updates)
+        }
+    };
+    let cache = CoreDataCache::new(backend, settings);
+    tokio::spawn(follow_updates(cache.clone(), updates));
+    Ok(cache)
+}
+
+/// Kinesis when a stream name is configured, else the embedded log under the data dir.
+async fn stream_sink(config: &ServeConfig) -> Result<Arc<dyn StreamSink>> {
+    if let Some(stream_name) = &config.kinesis_stream_name {
+        let shared = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_timeout(Duration::from_secs(5))
+                    .build(),
+            )
+            .load()
+            .await;
+        let mut kinesis = aws_sdk_kinesis::config::Builder::from(&shared);
+        if let Some(endpoint) = &config.kinesis_endpoint_url {
+            kinesis = kinesis.endpoint_url(endpoint);
+        }
+        let client = aws_sdk_kinesis::Client::from_conf(kinesis.build());
+        return Ok(Arc::new(KinesisSink::new(client, stream_name.clone())));
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let path = config.data_dir.join("stream.redb");
+    let log = EmbeddedLog::open(&path)
+        .with_context(|| format!("cannot open the embedded stream log {}", path.display()))?;
+    Ok(Arc::new(EmbeddedSink::new(log)))
+}
+
+/// Resolves on SIGTERM (ECS stopping the task) or Ctrl-C.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = interrupt => tracing::info!("Ctrl-C received; shutting down"),
+        () = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+}

@@ -1,0 +1,38 @@
+//! The embedded durable log (a redb file) standing in for Kinesis on one machine.
+
+use async_trait::async_trait;
+use stream_record::embedded_log::EmbeddedLog;
+
+use super::{StreamEntry, StreamSink};
+
+/// Appends batches to the embedded log; a batch is one committed transaction.
+pub struct EmbeddedSink {
+    log: EmbeddedLog,
+}
+
+impl EmbeddedSink {
+    /// A sink appending to `log`.
+    pub fn new(log: EmbeddedLog) -> Self {
+        Self { log }
+    }
+}
+
+#[async_trait]
+impl StreamSink for EmbeddedSink {
+    async fn put(&self, entries: &[StreamEntry]) -> Result<Vec<Result<(), String>>, String> {
+        let log = self.log.clone();
+        let records: Vec<(String, Vec<u8>)> = entries
+            .iter()
+            .map(|entry| (entry.key.clone(), entry.data.clone()))
+            .collect();
+        let appended = tokio::task::spawn_blocking(move || log.append(&records))
+            .await
+            .map_err(|error| format!("embedded log writer stopped: {error}"))?
+            .map_err(|error| error.to_string())?;
+        Ok(appended.iter().map(|_| Ok(())).collect())
+    }
+
+    fn name(&self) -> &'static str {
+        "embedded"
+    }
+}

@@ -1,0 +1,39 @@
+//! The stream stage: protobuf records onto Kinesis (or the embedded log), batched by a
+//! producer with a bounded buffer, per-record retries and backpressure.
+
+mod embedded;
+mod kinesis;
+mod producer;
+
+use async_trait::async_trait;
+
+pub use self::embedded::EmbeddedSink;
+pub use self::kinesis::KinesisSink;
+pub use self::producer::{ProducerSettings, StreamError, StreamProducer};
+
+/// One record for the stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamEntry {
+    /// Partition key (the message id).
+    pub key: String,
+    /// Protobuf-encoded `TrackingEvent`.
+    pub data: Vec<u8>,
+}
+
+impl StreamEntry {
+    /// Bytes the record counts against batch limits (data and key, as Kinesis counts).
+    pub fn size(&self) -> usize {
+        self.data.len() + self.key.len()
+    }
+}
+
+/// Where records go; one call is one batch.
+#[async_trait]
+pub trait StreamSink: Send + Sync {
+    /// Puts `entries`; the result has one entry per record, in order: `Ok` when the
+    /// record is stored, `Err(reason)` when that record must be retried. `Err` for the
+    /// whole call means no record was stored.
+    async fn put(&self, entries: &[StreamEntry]) -> Result<Vec<Result<(), String>>, String>;
+    /// `kinesis` or `embedded`.
+    fn name(&self) -> &'static str;
+}

@@ -1,0 +1,411 @@
+//! Batching producer: a bounded buffer in front of a [`StreamSink`], batches of at most
+//! 500 records and 5 MiB, retries of only the failed records with exponential backoff.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::{StreamEntry, StreamSink};
+
+/// Producer limits and retry policy.
+#[derive(Clone, Debug)]
+pub struct ProducerSettings {
+    /// Records buffered before callers get [`StreamError::Backpressure`].
+    pub buffer_records: usize,
+    /// Most records per put (Kinesis: 500).
+    pub max_batch_records: usize,
+    /// Most bytes per put (Kinesis: 5 MiB).
+    pub max_batch_bytes: usize,
+    /// Largest single record (Kinesis: 1 MiB).
+    pub max_record_bytes: usize,
+    /// How long a batch waits for more records before it is sent.
+    pub linger: Duration,
+    /// Attempts per record before it fails.
+    pub max_attempts: usize,
+    /// First retry delay; doubles per attempt, with jitter.
+    pub first_backoff: Duration,
+}
+
+impl Default for ProducerSettings {
+    fn default() -> Self {
+        Self {
+            buffer_records: 10_000,
+            max_batch_records: 500,
+            max_batch_bytes: 5 << 20,
+            max_record_bytes: 1 << 20,
+            linger: Duration::from_millis(5),
+            max_attempts: 6,
+            first_backoff: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Why records were not accepted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    /// The buffer is full; the caller should retry later.
+    #[error("the stream buffer is full")]
+    Backpressure,
+    /// A record is larger than the stream accepts.
+    #[error("a record of {0} bytes exceeds the stream's record limit")]
+    TooLarge(usize),
+    /// The stream kept refusing the record.
+    #[error("the stream refused the record after {attempts} attempts: {reason}")]
+    Failed {
+        /// Attempts made.
+        attempts: usize,
+        /// The last refusal.
+        reason: String,
+    },
+    /// The producer is shut down.
+    #[error("the stream producer is shut down")]
+    Closed,
+}
+
+struct Pending {
+    entry: StreamEntry,
+    ack: oneshot::Sender<Result<(), StreamError>>,
+}
+
+/// Accepts records from request handlers and delivers them in batches.
+#[derive(Clone)]
+pub struct StreamProducer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sender: RwLock<Option<mpsc::Sender<Pending>>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    buffered: Arc<AtomicUsize>,
+    max_record_bytes: usize,
+    sink_name: &'static str,
+}
+
+impl StreamProducer {
+    /// Starts the delivery task for `sink`.
+    pub fn start(sink: Arc<dyn StreamSink>, settings: ProducerSettings) -> Self {
+        let (sender, receiver) = mpsc::channel(settings.buffer_records.max(1));
+        let buffered = Arc::new(AtomicUsize::new(0));
+        let sink_name = sink.name();
+        let max_record_bytes = settings.max_record_bytes;
+        let worker = tokio::spawn(deliver_batches(sink, receiver, settings, buffered.clone()));
+        Self {
+            inner: Arc::new(Inner {
+                sender: RwLock::new(Some(sender)),
+                worker: Mutex::new(Some(worker)),
+                buffered,
+                max_record_bytes,
+                sink_name,
+            }),
+        }
+    }
+
+    /// Queues `entries`. With `wait_for_stream` it returns once every record is stored
+    /// on the stream; otherwise once they are buffered (delivered before shutdown ends).
+    /// A full buffer refuses the whole call with [`StreamError::Backpressure`].
+    pub async fn send(
+        &self,
+        entries: Vec<StreamEntry>,
+        wait_for_stream: bool,
+    ) -> Result<(), StreamError> {
+        if let Some(entry) = entries
+            .iter()
+            .find(|entry| entry.size() > self.inner.max_record_bytes)
+        {
+            return Err(StreamError::TooLarge(entry.size()));
+        }
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let sender = self
+            .inner
+            .sender
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(StreamError::Closed)?;
+        let permits = sender
+            .try_reserve_many(entries.len())
+            .map_err(|_| StreamError::Backpressure)?;
+        let mut acks = Vec::with_capacity(entries.len());
+        for (permit, entry) in permits.zip(entries) {
+            let (ack, acked) = oneshot::channel();
+            permit.send(Pending { entry, ack });
+            acks.push(acked);
+        }
+        let depth = self.inner.buffered.fetch_add(acks.len(), Ordering::Relaxed) + acks.len();
+        metrics::gauge!("stream_buffered_records").set(depth as f64);
+        if !wait_for_stream {
+            return Ok(());
+        }
+        for acked in acks {
+            acked.await.map_err(|_| StreamError::Closed)??;
+        }
+        Ok(())
+    }
+
+    /// Records waiting for delivery.
+    pub fn buffered(&self) -> usize {
+        self.inner.buffered.load(Ordering::Relaxed)
+    }
+
+    /// `kinesis` or `embedded`.
+    pub fn sink_name(&self) -> &'static str {
+        self.inner.sink_name
+    }
+
+    /// Stops accepting records and waits until every buffered record is delivered.
+    pub async fn close(&self) {
+        self.inner
+            .sender
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let worker = self
+            .inner
+            .worker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(worker) = worker {
+            if let Err(error) = worker.await {
+                tracing::error!(%error, "stream delivery task failed");
+            }
+        }
+    }
+}
+
+/// Collects batches from `receiver` and delivers them until the channel closes.
+async fn deliver_batches(
+    sink: Arc<dyn StreamSink>,
+    mut receiver: mpsc::Receiver<Pending>,
+    settings: ProducerSettings,
+    buffered: Arc<AtomicUsize>,
+) {
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(pending) => pending,
+            None => match receiver.recv().await {
+                Some(pending) => pending,
+                None => return,
+            },
+        };
+        let mut bytes = first.entry.size();
+        let mut batch = vec![first];
+        let deadline = Instant::now() + settings.linger;
+        while batch.len() < settings.max_batch_records {
+            match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                Ok(Some(pending)) if bytes + pending.entry.size() > settings.max_batch_bytes => {
+                    carried = Some(pending);
+                    break;
+                }
+                Ok(Some(pending)) => {
+                    bytes += pending.entry.size();
+                    batch.push(pending);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let delivered = batch.len();
+        deliver(sink.as_ref(), batch, &settings).await;
+        let depth = buffered.fetch_sub(delivered, Ordering::Relaxed) - delivered;
+        metrics::gauge!("stream_buffered_records").set(depth as f64);
+    }
+}
+
+/// Puts one batch, retrying only the records the sink refused, then acknowledges each.
+async fn deliver(sink: &dyn StreamSink, batch: Vec<Pending>, settings: &ProducerSettings) {
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(settings.first_backoff)
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(settings.max_attempts.saturating_sub(1))
+        .with_jitter()
+        .build();
+    let mut pending = batch;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let entries: Vec<StreamEntry> = pending.iter().map(|p| p.entry.clone()).collect();
+        let results = match sink.put(&entries).await {
+            Ok(results) if results.len() == entries.len() => results,
+            Ok(results) => vec![
+                Err(format!("the stream answered {} results for {} records", results.len(), entries.len()));
+                entries.len()
+            ],
+            Err(reason) => vec![Err(reason); entries.len()],
+        };
+        let mut refused = Vec::new();
+        let mut last_reason = String::new();
+        for (record, result) in pending.into_iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    metrics::counter!("stream_records_put_total", "sink" => sink.name())
+                        .increment(1);
+                    let _ = record.ack.send(Ok(()));
+                }
+                Err(reason) => {
+                    last_reason = reason;
+                    refused.push(record);
+                }
+            }
+        }
+        if refused.is_empty() {
+            return;
+        }
+        let Some(delay) = delays.next() else {
+            tracing::error!(records = refused.len(), attempts, reason = %last_reason, "stream refused records; giving up");
+            for record in refused {
+                let _ = record.ack.send(Err(StreamError::Failed {
+                    attempts,
+                    reason: last_reason.clone(),
+                }));
+            }
+            return;
+        };
+        tracing::warn!(records = refused.len(), attempts, reason = %last_reason, "stream refused records; retrying");
+        metrics::counter!("stream_put_retries_total", "sink" => sink.name())
+            .increment(refused.len() as u64);
+        tokio::time::sleep(delay).await;
+        pending = refused;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex as StdMutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+
+    /// A sink that refuses each record's first `failures` attempts and records batches.
+    struct FlakySink {
+        failures: usize,
+        attempts: StdMutex<std::collections::HashMap<String, usize>>,
+        batches: StdMutex<Vec<usize>>,
+    }
+
+    #[async_trait]
+    impl StreamSink for FlakySink {
+        async fn put(&self, entries: &[StreamEntry]) -> Result<Vec<Result<(), String>>, String> {
+            self.batches.lock().unwrap().push(entries.len());
+            let mut attempts = self.attempts.lock().unwrap();
+            Ok(entries
+                .iter()
+                .map(|entry| {
+                    let count = attempts.entry(entry.key.clone()).or_default();
+                    *count += 1;
+                    if *count <= self.failures {
+                        Err("ProvisionedThroughputExceededException: slow down".into())
+                    } else {
+                        Ok(())
+                    }
+                })
+                .collect())
+        }
+
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+    }
+
+    fn flaky(failures: usize) -> Arc<FlakySink> {
+        Arc::new(FlakySink {
+            failures,
+            attempts: StdMutex::default(),
+            batches: StdMutex::default(),
+        })
+    }
+
+    fn entries(count: usize, size: usize) -> Vec<StreamEntry> {
+        (0..count)
+            .map(|index| StreamEntry {
+                key: format!("key-{index}"),
+                data: vec![7; size],
+            })
+            .collect()
+    }
+
+    fn fast() -> ProducerSettings {
+        ProducerSettings {
+            first_backoff: Duration::from_millis(1),
+            ..ProducerSettings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_only_refused_records_until_they_are_stored() {
+        let sink = flaky(2);
+        let producer = StreamProducer::start(sink.clone(), fast());
+        producer.send(entries(3, 10), true).await.unwrap();
+        let attempts = sink.attempts.lock().unwrap();
+        assert!(attempts.values().all(|count| *count == 3), "{attempts:?}");
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_the_configured_attempts() {
+        let producer = StreamProducer::start(
+            flaky(usize::MAX),
+            ProducerSettings {
+                max_attempts: 3,
+                ..fast()
+            },
+        );
+        let error = producer.send(entries(1, 10), true).await.unwrap_err();
+        assert!(matches!(error, StreamError::Failed { attempts: 3, .. }), "{error}");
+    }
+
+    #[tokio::test]
+    async fn batches_respect_record_and_byte_limits() {
+        let sink = flaky(0);
+        let producer = StreamProducer::start(
+            sink.clone(),
+            ProducerSettings {
+                max_batch_records: 4,
+                max_batch_bytes: 3 * 110,
+                linger: Duration::from_millis(50),
+                ..fast()
+            },
+        );
+        producer.send(entries(10, 100), true).await.unwrap();
+        let batches = sink.batches.lock().unwrap();
+        assert_eq!(batches.iter().sum::<usize>(), 10);
+        assert!(batches.iter().all(|size| *size <= 3), "{batches:?}");
+    }
+
+    #[tokio::test]
+    async fn a_full_buffer_refuses_with_backpressure_and_oversized_records_are_refused() {
+        let producer = StreamProducer::start(
+            flaky(0),
+            ProducerSettings {
+                buffer_records: 2,
+                ..fast()
+            },
+        );
+        assert_eq!(
+            producer.send(entries(3, 1), true).await,
+            Err(StreamError::Backpressure)
+        );
+        assert_eq!(
+            producer.send(entries(1, 2 << 20), true).await,
+            Err(StreamError::TooLarge((2 << 20) + 5))
+        );
+    }
+
+    #[tokio::test]
+    async fn close_delivers_everything_buffered() {
+        let sink = flaky(1);
+        let producer = StreamProducer::start(sink.clone(), fast());
+        producer.send(entries(50, 10), false).await.unwrap();
+        producer.close().await;
+        assert_eq!(sink.attempts.lock().unwrap().len(), 50);
+        assert_eq!(producer.buffered(), 0);
+        assert_eq!(producer.send(entries(1, 1), true).await, Err(StreamError::Closed));
+    }
+}

@@ -1,0 +1,102 @@
+//! Bad input gets a clear 4xx and the host keeps serving.
+
+mod common;
+
+use common::*;
+
+async fn still_serving(host: &Host) {
+    let (status, body) = host.get("/event/212313").await;
+    assert_eq!(status, 200, "the host must keep serving: {body}");
+}
+
+#[tokio::test]
+async fn malformed_oversized_and_non_utf8_requests_are_refused_clearly() {
+    let host = Host::start(&[("MAX_BODY_BYTES", "4096")]).await;
+    host.get("/cache/fill").await;
+
+    let post = |body: Vec<u8>, content_type: &'static str| {
+        host.client
+            .post(host.at("/events"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+
+    let malformed = post(b"[{\"attributes\": ".to_vec(), "application/json").await.expect("request");
+    assert_eq!(malformed.status(), 400);
+    let body: serde_json::Value = malformed.json().await.expect("json");
+    assert!(body["error"].as_str().unwrap_or_default().contains("JSON"), "{body}");
+
+    let bad_line = post(b"{\"id\":\"a\"}\nnot json\n".to_vec(), "application/x-ndjson")
+        .await
+        .expect("request");
+    assert_eq!(bad_line.status(), 400);
+    let body: serde_json::Value = bad_line.json().await.expect("json");
+    assert!(body["error"].as_str().unwrap_or_default().contains("line 2"), "{body}");
+
+    let oversized = post(vec![b' '; 10_000], "application/json").await.expect("request");
+    assert_eq!(oversized.status(), 413);
+
+    let not_utf8 = post(vec![b'[', 0xff, 0xfe, b']'], "application/json").await.expect("request");
+    assert_eq!(not_utf8.status(), 400);
+    let body: serde_json::Value = not_utf8.json().await.expect("json");
+    assert!(body["error"].as_str().unwrap_or_default().contains("UTF-8"), "{body}");
+
+    let (status, _) = host.get("/event/%FF%FE").await;
+    assert_eq!(status, 400, "a program id that is not UTF-8 is refused");
+
+    let (status, body) = host.get("/event/424242").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "unknown program 424242");
+
+    let (status, _) = host.get("/nowhere").await;
+    assert_eq!(status, 404);
+
+    still_serving(&host).await;
+}
+
+#[tokio::test]
+async fn the_admin_api_refuses_missing_tokens_and_broken_plugins() {
+    let host = Host::start(&[]).await;
+    host.get("/cache/fill").await;
+    let unauthorised = host
+        .client
+        .get(host.at("/admin/plugins"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(unauthorised.status(), 401);
+
+    let broken = host
+        .client
+        .put(host.at("/admin/plugins/enrich"))
+        .bearer_auth(ADMIN_TOKEN)
+        .body(b"not a component".to_vec())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(broken.status(), 422);
+    let body: serde_json::Value = broken.json().await.expect("json");
+    assert!(body["error"].as_str().unwrap_or_default().contains("does not compile"), "{body}");
+
+    let sneaky = host
+        .client
+        .put(host.at("/admin/plugins/enrich"))
+        .bearer_auth(ADMIN_TOKEN)
+        .body(std::fs::read(plugin_path("hostile-denied-import")).expect("component"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(sneaky.status(), 422);
+
+    let unknown = host
+        .client
+        .post(host.at("/admin/plugins/ghost/rollback"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(unknown.status(), 404);
+
+    still_serving(&host).await;
+}

@@ -1,0 +1,133 @@
+//! The host on its embedded defaults: no Redis, no Kinesis.
+
+mod common;
+
+use common::*;
+use stream_record::TrackingEvent;
+use stream_record::embedded_log::EmbeddedLog;
+
+#[tokio::test]
+async fn fill_then_track_gives_the_enriched_json_and_the_event_is_in_the_log() {
+    let mut host = Host::start(&[]).await;
+    let (status, filled) = host.get("/cache/fill").await;
+    assert_eq!(status, 200);
+    assert_eq!(filled["filled"], serde_json::json!(["212312", "212313", "212314"]));
+
+    let response = host
+        .client
+        .get(host.at("/event/212313"))
+        .header("user-agent", "Mozilla/5.0 Firefox/128.0")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["programId"], "212313");
+    assert_eq!(body["programName"], "Summer Video Preroll");
+    assert_eq!(body["checksum"], "b84e02d7");
+    assert_eq!(body["customerId"], 4712);
+    assert_eq!(body["customerName"], "Globex Travel");
+    assert_eq!(body["userAgent"], "Mozilla/5.0 Firefox/128.0");
+    assert_eq!(body["valid"], true);
+    let message_id = body["messageId"].as_str().expect("messageId").to_owned();
+    assert_eq!(message_id.len(), 36, "a UUID: {message_id}");
+
+    assert!(host.terminate().success(), "the host exits cleanly on SIGTERM");
+    let log = EmbeddedLog::open(&host.stream_log()).expect("log opens after the host stopped");
+    let records = log.read_after(None, 100).expect("read");
+    let stored: Vec<TrackingEvent> = records
+        .iter()
+        .map(|record| TrackingEvent::from_bytes(&record.data).expect("protobuf"))
+        .collect();
+    let record = stored
+        .iter()
+        .find(|record| record.message_id == message_id)
+        .expect("the tracked event is in the embedded log");
+    assert_eq!(record.program_name, "Summer Video Preroll");
+    assert_eq!(record.customer_id, 4712);
+    assert!(record.valid);
+    let plugins: Vec<&str> = record.processed_by.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(plugins, ["filter", "enrich", "validate-tracking", "fan-out"]);
+}
+
+#[tokio::test]
+async fn unknown_programs_are_404_and_bots_are_filtered() {
+    let host = Host::start(&[]).await;
+    host.get("/cache/fill").await;
+    let (status, body) = host.get("/event/999999").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "unknown program 999999");
+
+    let response = host
+        .client
+        .get(host.at("/event/212313"))
+        .header("user-agent", "Googlebot/2.1")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 204, "bots are filtered, nothing is tracked");
+}
+
+#[tokio::test]
+async fn post_events_reports_one_result_per_event() {
+    let host = Host::start(&[]).await;
+    host.get("/cache/fill").await;
+    let body = concat!(
+        r#"{"attributes":{"programId":"212313","userAgent":"Mozilla/5.0"}}"#,
+        "\n",
+        r#"{"attributes":{"programId":"999999","userAgent":"Mozilla/5.0"}}"#,
+        "\n",
+        r#"{"attributes":{"programId":"212312","userAgent":"Googlebot"}}"#,
+        "\n",
+        r#"{"payload":"[1,2]","attributes":{"programId":"212314","userAgent":"Mozilla/5.0"}}"#,
+        "\n",
+    );
+    let response = host
+        .client
+        .post(host.at("/events"))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let json: serde_json::Value = response.json().await.expect("json");
+    let outcomes: Vec<&str> = json["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|result| result["outcome"].as_str().expect("outcome"))
+        .collect();
+    assert_eq!(outcomes, ["accepted", "rejected", "filtered", "accepted"]);
+    assert_eq!(json["results"][1]["reason"], "unknown program 999999");
+    assert_eq!(json["results"][3]["ids"].as_array().expect("ids").len(), 2);
+    assert_eq!(json["accepted"], 3);
+}
+
+#[tokio::test]
+async fn metrics_expose_requests_plugins_cache_and_stream() {
+    let host = Host::start(&[]).await;
+    host.get("/cache/fill").await;
+    host.get("/event/212313").await;
+    host.get("/event/212313").await;
+    let text = host
+        .client
+        .get(host.at("/metrics"))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("text");
+    for metric in [
+        "http_requests_total",
+        "http_request_duration_seconds",
+        "plugin_calls_total",
+        "plugin_call_duration_seconds",
+        "core_data_cache_hits_total",
+        "stream_records_put_total",
+    ] {
+        assert!(text.contains(metric), "{metric} missing from /metrics:\n{text}");
+    }
+    assert!(text.contains(r#"plugin="enrich""#), "{text}");
+}

@@ -1,0 +1,111 @@
+//! Against kinesalite and the real redis-server: fill, track, read the record back
+//! from the stream with GetRecords and decode it with the protobuf schema.
+
+mod common;
+
+use std::time::Duration;
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
+use common::*;
+use stream_record::TrackingEvent;
+
+async fn kinesis() -> Client {
+    let endpoint = service_env("KINESIS_ENDPOINT_URL");
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    Client::new(&shared)
+}
+
+async fn create_stream(client: &Client, name: &str) {
+    client
+        .create_stream()
+        .stream_name(name)
+        .shard_count(2)
+        .send()
+        .await
+        .expect("CreateStream on kinesalite");
+    for _ in 0..100 {
+        let summary = client
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await
+            .expect("DescribeStreamSummary");
+        if summary.stream_description_summary().map(|s| s.stream_status()) == Some(&StreamStatus::Active) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("stream {name} never became active");
+}
+
+async fn read_all(client: &Client, name: &str) -> Vec<TrackingEvent> {
+    let shards = client
+        .list_shards()
+        .stream_name(name)
+        .send()
+        .await
+        .expect("ListShards");
+    let mut records = Vec::new();
+    for shard in shards.shards() {
+        let iterator = client
+            .get_shard_iterator()
+            .stream_name(name)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .expect("GetShardIterator")
+            .shard_iterator
+            .expect("iterator");
+        let output = client
+            .get_records()
+            .shard_iterator(iterator)
+            .send()
+            .await
+            .expect("GetRecords");
+        for record in output.records() {
+            records.push(TrackingEvent::from_bytes(record.data().as_ref()).expect("protobuf"));
+        }
+    }
+    records
+}
+
+#[tokio::test]
+async fn a_tracked_event_is_on_kinesis_as_a_protobuf_tracking_event() {
+    let client = kinesis().await;
+    let stream = format!("adtrack-test-{}", uuid::Uuid::new_v4().simple());
+    create_stream(&client, &stream).await;
+    let redis_url = service_env("REDIS_URL");
+    let endpoint = service_env("KINESIS_ENDPOINT_URL");
+    let host = Host::start(&[
+        ("REDIS_URL", &redis_url),
+        ("KINESIS_STREAM_NAME", &stream),
+        ("KINESIS_ENDPOINT_URL", &endpoint),
+    ])
+    .await;
+    let (status, _) = host.get("/cache/fill").await;
+    assert_eq!(status, 200);
+    let (status, body) = host.get("/event/212312").await;
+    assert_eq!(status, 200, "{body}");
+    let message_id = body["messageId"].as_str().expect("messageId").to_owned();
+
+    let records = read_all(&client, &stream).await;
+    let record = records
+        .iter()
+        .find(|record| record.message_id == message_id)
+        .unwrap_or_else(|| panic!("message {message_id} not on the stream: {records:?}"));
+    assert_eq!(record.program_id, "212312");
+    assert_eq!(record.program_name, "Spring Sale Banner");
+    assert_eq!(record.customer_id, 4711);
+    assert_eq!(record.customer_name, "Acme Outdoor");
+    assert!(record.valid);
+    assert_eq!(record.key, message_id);
+    assert_eq!(record.processed_by.len(), 4);
+    let (_, health) = host.get("/health/check").await;
+    assert_eq!(health["stream"]["backend"], "kinesis");
+    assert_eq!(health["coreData"]["backend"], "redis");
+}

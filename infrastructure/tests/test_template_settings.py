@@ -1,0 +1,229 @@
+"""Settings the issue asks for that moto does not apply or cannot create, checked on the
+templates themselves: cfn-lint says a template is valid CloudFormation, these say it
+declares what this deployment promises (encryption, backups, failover, graceful stops,
+least privilege). test_deploy_in_moto checks what moto does apply."""
+
+import pytest
+
+import templates
+
+NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+def resource(stack: str, logical_id: str) -> dict:
+    return templates.nested(stack)["Resources"][logical_id]["Properties"]
+
+
+def test_stream_mode_is_a_parameter_and_shards_apply_only_when_provisioned():
+    stream = templates.nested("StreamStack")
+    properties = stream["Resources"]["EventStream"]["Properties"]
+    assert stream["Parameters"]["StreamMode"]["AllowedValues"] == ["ON_DEMAND", "PROVISIONED"]
+    assert properties["StreamModeDetails"] == {"StreamMode": {"Ref": "StreamMode"}}
+    assert properties["ShardCount"] == {"Fn::If": ["IsProvisioned", {"Ref": "ShardCount"}, NO_VALUE]}
+    assert stream["Conditions"]["IsProvisioned"] == {
+        "Fn::Equals": [{"Ref": "StreamMode"}, "PROVISIONED"]
+    }
+
+
+def test_stream_is_encrypted_with_the_kinesis_managed_key():
+    assert resource("StreamStack", "EventStream")["StreamEncryption"] == {
+        "EncryptionType": "KMS",
+        "KeyId": "alias/aws/kinesis",
+    }
+
+
+def test_table_has_point_in_time_recovery_and_encryption_and_is_retained():
+    table = templates.nested("TableStack")["Resources"]["EventTable"]
+    assert table["Properties"]["PointInTimeRecoverySpecification"] == {
+        "PointInTimeRecoveryEnabled": True
+    }
+    assert table["Properties"]["SSESpecification"] == {"SSEEnabled": True}
+    assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
+
+
+def test_plugin_bucket_is_versioned_private_and_tls_only():
+    bucket = resource("PluginBucketStack", "PluginBucket")
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    (statement,) = resource("PluginBucketStack", "PluginBucketPolicy")["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": False}}
+
+
+def test_dead_letter_queue_is_tls_only():
+    (statement,) = resource("ConsumerStack", "DeadLetterQueuePolicy")["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": False}}
+
+
+def test_retries_and_record_age_of_the_mapping_are_bounded():
+    parameters = templates.nested("ConsumerStack")["Parameters"]
+    # -1 (retry forever, keep forever) is below both minimums.
+    assert parameters["MaximumRetryAttempts"]["MinValue"] == 0
+    assert parameters["MaximumRetryAttempts"]["MaxValue"] == 10000
+    assert parameters["MaximumRecordAgeInSeconds"]["MinValue"] == 60
+    assert parameters["MaximumRecordAgeInSeconds"]["MaxValue"] == 604800
+
+
+def test_redis_is_multi_az_encrypted_and_authenticated_by_a_generated_secret():
+    cache = templates.nested("CacheStack")["Resources"]
+    group = cache["RedisReplicationGroup"]["Properties"]
+    assert group["Engine"] == "redis"
+    assert group["MultiAZEnabled"] is True
+    assert group["AutomaticFailoverEnabled"] is True
+    assert group["TransitEncryptionEnabled"] is True
+    assert group["AtRestEncryptionEnabled"] is True
+    assert group["AuthToken"] == {
+        "Fn::Sub": "{{resolve:secretsmanager:${RedisAuthSecret}:SecretString}}"
+    }
+    assert cache["RedisAuthSecret"]["Type"] == "AWS::SecretsManager::Secret"
+    assert "GenerateSecretString" in cache["RedisAuthSecret"]["Properties"]
+    assert group["SecurityGroupIds"] == [{"Ref": "RedisSecurityGroupId"}]
+    assert cache["RedisSubnetGroup"]["Properties"]["SubnetIds"] == {"Ref": "PrivateSubnetIds"}
+    parameters = templates.nested("CacheStack")["Parameters"]
+    assert parameters["NumCacheClusters"]["MinValue"] >= 2
+
+
+def test_load_balancer_reaches_only_the_host_tasks_and_redis_reaches_nothing():
+    groups = templates.nested("SecurityGroupsStack")["Resources"]
+    assert groups["LoadBalancerSecurityGroup"]["Properties"]["SecurityGroupEgress"] == [
+        {
+            "Description": "Requests and health checks to the host tasks",
+            "IpProtocol": "tcp",
+            "FromPort": {"Ref": "ContainerPort"},
+            "ToPort": {"Ref": "ContainerPort"},
+            "DestinationSecurityGroupId": {"Fn::GetAtt": ["HostSecurityGroup", "GroupId"]},
+        }
+    ]
+    # ICMP type 252 code 86 to the broadcast address: a rule that matches no traffic.
+    (egress,) = groups["RedisSecurityGroup"]["Properties"]["SecurityGroupEgress"]
+    assert (egress["IpProtocol"], egress["FromPort"], egress["ToPort"], egress["CidrIp"]) == (
+        "icmp", 252, 86, "255.255.255.255/32",
+    )
+
+
+def test_root_places_redis_in_the_private_subnets():
+    parameters = templates.root()["Resources"]["CacheStack"]["Properties"]["Parameters"]
+    assert parameters["PrivateSubnetIds"] == {
+        "Fn::GetAtt": ["NetworkStack", "Outputs.PrivateSubnetIds"]
+    }
+
+
+def test_host_runs_on_fargate_in_private_subnets_behind_the_load_balancer():
+    service = resource("ServiceStack", "Service")
+    assert service["LaunchType"] == "FARGATE"
+    network = service["NetworkConfiguration"]["AwsvpcConfiguration"]
+    assert network["AssignPublicIp"] == "DISABLED"
+    assert network["Subnets"] == {"Ref": "PrivateSubnetIds"}
+    assert service["LoadBalancers"][0]["TargetGroupArn"] == {"Ref": "TargetGroup"}
+    assert service["DeploymentConfiguration"]["DeploymentCircuitBreaker"] == {
+        "Enable": True,
+        "Rollback": True,
+    }
+    task = resource("ServiceStack", "TaskDefinition")
+    assert task["RequiresCompatibilities"] == ["FARGATE"]
+    assert task["NetworkMode"] == "awsvpc"
+
+
+def test_host_secrets_come_from_secrets_manager():
+    (container,) = resource("ServiceStack", "TaskDefinition")["ContainerDefinitions"]
+    assert container["Secrets"] == [
+        {"Name": "REDIS_AUTH_TOKEN", "ValueFrom": {"Ref": "RedisAuthSecretArn"}},
+        {"Name": "ADMIN_TOKEN", "ValueFrom": {"Ref": "AdminTokenSecret"}},
+    ]
+    secret = templates.nested("ServiceStack")["Resources"]["AdminTokenSecret"]
+    assert "GenerateSecretString" in secret["Properties"]
+
+
+def test_load_balancer_drains_a_stopping_task_before_its_stop_timeout():
+    stack = templates.nested("ServiceStack")
+    attributes = resource("ServiceStack", "TargetGroup")["TargetGroupAttributes"]
+    assert {"Key": "deregistration_delay.timeout_seconds", "Value": {"Ref": "DeregistrationDelaySeconds"}} in attributes
+    drain = stack["Parameters"]["DeregistrationDelaySeconds"]["Default"]
+    stop = stack["Parameters"]["StopTimeoutSeconds"]["Default"]
+    assert 0 < drain < stop
+
+
+def test_host_scales_on_cpu():
+    target = resource("ServiceStack", "ScalableTarget")
+    assert target["ScalableDimension"] == "ecs:service:DesiredCount"
+    assert (target["MinCapacity"], target["MaxCapacity"]) == ({"Ref": "MinTasks"}, {"Ref": "MaxTasks"})
+    policy = resource("ServiceStack", "CpuScalingPolicy")
+    assert policy["PolicyType"] == "TargetTrackingScaling"
+    configuration = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert configuration["PredefinedMetricSpecification"] == {
+        "PredefinedMetricType": "ECSServiceAverageCPUUtilization"
+    }
+
+
+# Actions that cannot be scoped to a resource, so "*" is the least privilege.
+UNSCOPABLE = {
+    "ecr:GetAuthorizationToken",
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+}
+
+
+def allow_statements():
+    for name, template in templates.all_templates().items():
+        for logical_id, declared in template["Resources"].items():
+            if declared["Type"] != "AWS::IAM::Role":
+                continue
+            for policy in declared["Properties"].get("Policies", []):
+                for statement in policy["PolicyDocument"]["Statement"]:
+                    if statement["Effect"] == "Allow":
+                        yield f"{name}:{logical_id}:{statement.get('Sid')}", statement
+
+
+@pytest.mark.parametrize("where, statement", list(allow_statements()))
+def test_no_wildcard_resource_where_one_can_be_named(where, statement):
+    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+    assert not any("*" in action for action in actions), where
+    resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+    if "*" in resources:
+        assert set(actions) <= UNSCOPABLE, where
+
+
+def test_every_role_uses_inline_policies_only():
+    for name, template in templates.all_templates().items():
+        for logical_id, declared in template["Resources"].items():
+            if declared["Type"] == "AWS::IAM::Role":
+                assert "ManagedPolicyArns" not in declared["Properties"], f"{name}:{logical_id}"
+
+
+def test_every_log_group_has_a_retention():
+    groups = [
+        (name, logical_id, declared["Properties"])
+        for name, template in templates.all_templates().items()
+        for logical_id, declared in template["Resources"].items()
+        if declared["Type"] == "AWS::Logs::LogGroup"
+    ]
+    assert len(groups) == 3
+    for name, logical_id, properties in groups:
+        assert properties["RetentionInDays"] == {"Ref": "LogRetentionDays"}, f"{name}:{logical_id}"
+
+
+def test_root_outputs_what_a_user_needs():
+    outputs = templates.root()["Outputs"]
+    assert {
+        "EndpointUrl", "StreamName", "TableName", "PluginBucketName", "DeadLetterQueueUrl",
+    } <= set(outputs)
+
+
+def test_network_spans_two_availability_zones():
+    subnets = {
+        logical_id: declared["Properties"]["AvailabilityZone"]
+        for logical_id, declared in templates.nested("NetworkStack")["Resources"].items()
+        if declared["Type"] == "AWS::EC2::Subnet"
+    }
+    for kind in ("Public", "Private"):
+        assert subnets[f"{kind}Subnet1"] != subnets[f"{kind}Subnet2"]

@@ -87,7 +87,11 @@ impl ServeConfig {
         if self.stream_buffer_records == 0 {
             return Err("STREAM_BUFFER_RECORDS must be positive".into());
         }
-        if self.admin_token.as_deref().is_some_and(|token| token.len() < 16) {
+        if self
+            .admin_token
+            .as_deref()
+            .is_some_and(|token| token.len() < 16)
+        {
             return Err("ADMIN_TOKEN must be at least 16 characters".into());
         }
         Ok(())

@@ -3,6 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use adtrack_consumer::Consumer;
+use adtrack_consumer::dead_letter::JsonLinesDeadLetters;
+use adtrack_consumer::drivers::embedded::{EmbeddedOptions, consume_batch, run_embedded};
+use adtrack_consumer::store::EmbeddedStore;
 use anyhow::{Context, Result};
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
@@ -41,8 +45,15 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         anyhow::bail!("a host plugin cannot start: {outcome:?}");
     }
 
+    let (sink, embedded_log) = stream_sink(&config).await?;
+    let embedded_consumer = match embedded_log {
+        Some(log) => Some(EmbeddedConsumer::start(
+            &config, &pipeline, &registry, &cache, log,
+        )?),
+        None => None,
+    };
     let producer = StreamProducer::start(
-        stream_sink(&config).await?,
+        sink,
         ProducerSettings {
             buffer_records: config.stream_buffer_records,
             ..ProducerSettings::default()
@@ -68,6 +79,9 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         .context("the HTTP server failed")?;
     tracing::info!(buffered = producer.buffered(), "draining the stream buffer");
     producer.close().await;
+    if let Some(consumer) = embedded_consumer {
+        consumer.stop().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -95,8 +109,9 @@ fn core_data(config: &ServeConfig) -> Result<CoreDataCache> {
     Ok(cache)
 }
 
-/// Kinesis when a stream name is configured, else the embedded log under the data dir.
-async fn stream_sink(config: &ServeConfig) -> Result<Arc<dyn StreamSink>> {
+/// Kinesis when a stream name is configured, else the embedded log under the data dir
+/// (returned too, for the in-process consumer).
+async fn stream_sink(config: &ServeConfig) -> Result<(Arc<dyn StreamSink>, Option<EmbeddedLog>)> {
     if let Some(stream_name) = &config.kinesis_stream_name {
         let shared = aws_config::defaults(BehaviorVersion::latest())
             .timeout_config(
@@ -111,14 +126,80 @@ async fn stream_sink(config: &ServeConfig) -> Result<Arc<dyn StreamSink>> {
             kinesis = kinesis.endpoint_url(endpoint);
         }
         let client = aws_sdk_kinesis::Client::from_conf(kinesis.build());
-        return Ok(Arc::new(KinesisSink::new(client, stream_name.clone())));
+        return Ok((
+            Arc::new(KinesisSink::new(client, stream_name.clone())),
+            None,
+        ));
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
     let path = config.data_dir.join("stream.redb");
     let log = EmbeddedLog::open(&path)
         .with_context(|| format!("cannot open the embedded stream log {}", path.display()))?;
-    Ok(Arc::new(EmbeddedSink::new(log)))
+    Ok((Arc::new(EmbeddedSink::new(log.clone())), Some(log)))
+}
+
+/// The consumer running in the host process in embedded mode: it reads the embedded
+/// log, runs the consumer chain and stores events in `DATA_DIR/events.redb`
+/// (dead letters in `DATA_DIR/dead-letters.jsonl`), recording program activity in the
+/// host's core data.
+struct EmbeddedConsumer {
+    log: EmbeddedLog,
+    consumer: Arc<Consumer>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EmbeddedConsumer {
+    fn start(
+        config: &ServeConfig,
+        pipeline: &PipelineFile,
+        registry: &PluginRegistry,
+        cache: &CoreDataCache,
+        log: EmbeddedLog,
+    ) -> Result<Self> {
+        let chain = pipeline.build_chain(Side::Consumer, registry, Arc::new(cache.clone()))?;
+        let store = EmbeddedStore::open(&config.data_dir.join("events.redb"))
+            .context("cannot open the embedded event store")?;
+        let dead_letters = JsonLinesDeadLetters::open(&config.data_dir.join("dead-letters.jsonl"))
+            .context("cannot open the embedded dead-letter file")?;
+        let consumer = Arc::new(Consumer::new(
+            chain,
+            Arc::new(store),
+            Arc::new(dead_letters),
+            Arc::new(cache.clone()),
+        ));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run_embedded(log.clone(), consumer.clone(), async move {
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            log,
+            consumer,
+            stop,
+            task,
+        })
+    }
+
+    /// Stops the loop, then consumes what is left in the log (for at most 10 s).
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "the embedded consumer failed");
+        }
+        let options = EmbeddedOptions::default();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            match consume_batch(&self.log, &self.consumer, &options).await {
+                Ok(report) if report.records == 0 => return,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::error!(%error, "cannot drain the embedded log");
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Resolves on SIGTERM (ECS stopping the task) or Ctrl-C.

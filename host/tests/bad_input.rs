@@ -22,25 +22,46 @@ async fn malformed_oversized_and_non_utf8_requests_are_refused_clearly() {
             .send()
     };
 
-    let malformed = post(b"[{\"attributes\": ".to_vec(), "application/json").await.expect("request");
-    assert_eq!(malformed.status(), 400);
-    let body: serde_json::Value = malformed.json().await.expect("json");
-    assert!(body["error"].as_str().unwrap_or_default().contains("JSON"), "{body}");
-
-    let bad_line = post(b"{\"id\":\"a\"}\nnot json\n".to_vec(), "application/x-ndjson")
+    let malformed = post(b"[{\"attributes\": ".to_vec(), "application/json")
         .await
         .expect("request");
+    assert_eq!(malformed.status(), 400);
+    let body: serde_json::Value = malformed.json().await.expect("json");
+    assert!(
+        body["error"].as_str().unwrap_or_default().contains("JSON"),
+        "{body}"
+    );
+
+    let bad_line = post(
+        b"{\"id\":\"a\"}\nnot json\n".to_vec(),
+        "application/x-ndjson",
+    )
+    .await
+    .expect("request");
     assert_eq!(bad_line.status(), 400);
     let body: serde_json::Value = bad_line.json().await.expect("json");
-    assert!(body["error"].as_str().unwrap_or_default().contains("line 2"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("line 2"),
+        "{body}"
+    );
 
-    let oversized = post(vec![b' '; 10_000], "application/json").await.expect("request");
+    let oversized = post(vec![b' '; 10_000], "application/json")
+        .await
+        .expect("request");
     assert_eq!(oversized.status(), 413);
 
-    let not_utf8 = post(vec![b'[', 0xff, 0xfe, b']'], "application/json").await.expect("request");
+    let not_utf8 = post(vec![b'[', 0xff, 0xfe, b']'], "application/json")
+        .await
+        .expect("request");
     assert_eq!(not_utf8.status(), 400);
     let body: serde_json::Value = not_utf8.json().await.expect("json");
-    assert!(body["error"].as_str().unwrap_or_default().contains("UTF-8"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap_or_default().contains("UTF-8"),
+        "{body}"
+    );
 
     let (status, _) = host.get("/event/%FF%FE").await;
     assert_eq!(status, 400, "a program id that is not UTF-8 is refused");
@@ -77,7 +98,13 @@ async fn the_admin_api_refuses_missing_tokens_and_broken_plugins() {
         .expect("request");
     assert_eq!(broken.status(), 422);
     let body: serde_json::Value = broken.json().await.expect("json");
-    assert!(body["error"].as_str().unwrap_or_default().contains("does not compile"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("does not compile"),
+        "{body}"
+    );
 
     let sneaky = host
         .client

@@ -2,6 +2,7 @@
 
 mod common;
 
+use adtrack_consumer::store::EmbeddedStore;
 use common::*;
 use stream_record::TrackingEvent;
 use stream_record::embedded_log::EmbeddedLog;
@@ -11,7 +12,10 @@ async fn fill_then_track_gives_the_enriched_json_and_the_event_is_in_the_log() {
     let mut host = Host::start(&[]).await;
     let (status, filled) = host.get("/cache/fill").await;
     assert_eq!(status, 200);
-    assert_eq!(filled["filled"], serde_json::json!(["212312", "212313", "212314"]));
+    assert_eq!(
+        filled["filled"],
+        serde_json::json!(["212312", "212313", "212314"])
+    );
 
     let response = host
         .client
@@ -32,7 +36,10 @@ async fn fill_then_track_gives_the_enriched_json_and_the_event_is_in_the_log() {
     let message_id = body["messageId"].as_str().expect("messageId").to_owned();
     assert_eq!(message_id.len(), 36, "a UUID: {message_id}");
 
-    assert!(host.terminate().success(), "the host exits cleanly on SIGTERM");
+    assert!(
+        host.terminate().success(),
+        "the host exits cleanly on SIGTERM"
+    );
     let log = EmbeddedLog::open(&host.stream_log()).expect("log opens after the host stopped");
     let records = log.read_after(None, 100).expect("read");
     let stored: Vec<TrackingEvent> = records
@@ -46,8 +53,24 @@ async fn fill_then_track_gives_the_enriched_json_and_the_event_is_in_the_log() {
     assert_eq!(record.program_name, "Summer Video Preroll");
     assert_eq!(record.customer_id, 4712);
     assert!(record.valid);
-    let plugins: Vec<&str> = record.processed_by.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(plugins, ["filter", "enrich", "validate-tracking", "fan-out"]);
+    let plugins: Vec<&str> = record
+        .processed_by
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(
+        plugins,
+        ["filter", "enrich", "validate-tracking", "fan-out"]
+    );
+
+    // The in-process consumer ran the consumer chain and stored the event.
+    let store = EmbeddedStore::open(&host.data_dir.path().join("events.redb")).expect("store");
+    let stored = store
+        .get(&message_id)
+        .expect("store read")
+        .expect("the in-process consumer stored the tracked event");
+    assert_eq!(stored.event.attribute("programId"), Some("212313"));
+    assert_eq!(stored.event.attribute("valid"), Some("true"));
 }
 
 #[tokio::test]
@@ -65,7 +88,11 @@ async fn unknown_programs_are_404_and_bots_are_filtered() {
         .send()
         .await
         .expect("request");
-    assert_eq!(response.status(), 204, "bots are filtered, nothing is tracked");
+    assert_eq!(
+        response.status(),
+        204,
+        "bots are filtered, nothing is tracked"
+    );
 }
 
 #[tokio::test]
@@ -127,7 +154,10 @@ async fn metrics_expose_requests_plugins_cache_and_stream() {
         "core_data_cache_hits_total",
         "stream_records_put_total",
     ] {
-        assert!(text.contains(metric), "{metric} missing from /metrics:\n{text}");
+        assert!(
+            text.contains(metric),
+            "{metric} missing from /metrics:\n{text}"
+        );
     }
     assert!(text.contains(r#"plugin="enrich""#), "{text}");
 }

@@ -46,7 +46,10 @@ async fn swapping_under_load_fails_no_request_and_the_new_behaviour_shows() {
                 requests += 1;
                 if was_swapped {
                     after += 1;
-                    assert_eq!(body["valid"], true, "a request after the swap ran the old plugin");
+                    assert_eq!(
+                        body["valid"], true,
+                        "a request after the swap ran the old plugin"
+                    );
                     after_swap_valid.fetch_add(1, Ordering::SeqCst);
                 }
             }
@@ -81,7 +84,10 @@ async fn swapping_under_load_fails_no_request_and_the_new_behaviour_shows() {
             .send()
             .await
             .expect("list");
-        (response.status(), response.json::<serde_json::Value>().await.expect("json"))
+        (
+            response.status(),
+            response.json::<serde_json::Value>().await.expect("json"),
+        )
     };
     let tagger = plugins["plugins"]
         .as_array()

@@ -34,7 +34,11 @@ async fn create_stream(client: &Client, name: &str) {
             .send()
             .await
             .expect("DescribeStreamSummary");
-        if summary.stream_description_summary().map(|s| s.stream_status()) == Some(&StreamStatus::Active) {
+        if summary
+            .stream_description_summary()
+            .map(|s| s.stream_status())
+            == Some(&StreamStatus::Active)
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

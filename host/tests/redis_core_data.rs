@@ -18,7 +18,10 @@ async fn redis_connection(url: &str) -> redis::aio::MultiplexedConnection {
 
 async fn program_name(host: &Host, program: &str) -> (u16, String) {
     let (status, body) = host.get(&format!("/event/{program}")).await;
-    (status, body["programName"].as_str().unwrap_or_default().to_owned())
+    (
+        status,
+        body["programName"].as_str().unwrap_or_default().to_owned(),
+    )
 }
 
 /// Polls until `check` holds, for at most `limit`.
@@ -50,24 +53,54 @@ async fn a_core_data_change_published_on_redis_reaches_l1_without_restart() {
         ("customerId", "4711"),
         ("customerName", "Acme"),
     ];
-    redis::cmd("HSET").arg(&key).arg(&fields[..]).query_async::<i64>(&mut redis).await.expect("HSET");
+    redis::cmd("HSET")
+        .arg(&key)
+        .arg(&fields[..])
+        .query_async::<i64>(&mut redis)
+        .await
+        .expect("HSET");
 
-    assert_eq!(program_name(&host, &program).await, (200, "Before".to_owned()));
-    redis::cmd("HSET").arg(&key).arg("programName").arg("After").query_async::<i64>(&mut redis).await.expect("HSET");
+    assert_eq!(
+        program_name(&host, &program).await,
+        (200, "Before".to_owned())
+    );
+    redis::cmd("HSET")
+        .arg(&key)
+        .arg("programName")
+        .arg("After")
+        .query_async::<i64>(&mut redis)
+        .await
+        .expect("HSET");
     assert_eq!(
         program_name(&host, &program).await.1,
         "Before",
         "without a notification L1 keeps answering"
     );
-    redis::cmd("PUBLISH").arg("core-data-updates").arg(&program).query_async::<i64>(&mut redis).await.expect("PUBLISH");
+    // Published until seen: the host's subscription may still be connecting.
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            program_name(&host, &program).await.1 == "After"
+        eventually(Duration::from_secs(10), || {
+            let mut redis = redis.clone();
+            let program = program.clone();
+            let host = &host;
+            async move {
+                redis::cmd("PUBLISH")
+                    .arg("core-data-updates")
+                    .arg(&program)
+                    .query_async::<i64>(&mut redis)
+                    .await
+                    .expect("PUBLISH");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                program_name(host, &program).await.1 == "After"
+            }
         })
         .await,
         "the published change never reached L1"
     );
-    redis::cmd("DEL").arg(&key).query_async::<i64>(&mut redis).await.expect("DEL");
+    redis::cmd("DEL")
+        .arg(&key)
+        .query_async::<i64>(&mut redis)
+        .await
+        .expect("DEL");
 }
 
 /// A redis-server of this test's own, so stopping it does not disturb other tests.
@@ -79,7 +112,16 @@ struct OwnRedis {
 impl OwnRedis {
     fn start(port: u16) -> Self {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (cargo xtask test installs it)");
@@ -116,7 +158,10 @@ async fn while_redis_is_down_cached_programs_are_served_and_the_host_recovers() 
     let url = redis.url();
     let host = Host::start(&[("REDIS_URL", &url)]).await;
     assert_eq!(host.get("/cache/fill").await.0, 200);
-    assert_eq!(program_name(&host, "212313").await, (200, "Summer Video Preroll".to_owned()));
+    assert_eq!(
+        program_name(&host, "212313").await,
+        (200, "Summer Video Preroll".to_owned())
+    );
 
     redis.stop();
     for _ in 0..5 {
@@ -127,7 +172,10 @@ async fn while_redis_is_down_cached_programs_are_served_and_the_host_recovers() 
         );
     }
     let (status, _) = host.get("/event/212399").await;
-    assert_eq!(status, 503, "an uncached program cannot be looked up while Redis is down");
+    assert_eq!(
+        status, 503,
+        "an uncached program cannot be looked up while Redis is down"
+    );
     let (status, health) = host.get("/health/check").await;
     assert_eq!(status, 200);
     assert_eq!(health["status"], "degraded");
@@ -142,11 +190,27 @@ async fn while_redis_is_down_cached_programs_are_served_and_the_host_recovers() 
         "the host never reconnected to Redis"
     );
     let mut connection = redis_connection(&redis.url()).await;
-    redis::cmd("HSET").arg("program:212313").arg("programName").arg("Renamed").query_async::<i64>(&mut connection).await.expect("HSET");
-    redis::cmd("PUBLISH").arg("core-data-updates").arg("212313").query_async::<i64>(&mut connection).await.expect("PUBLISH");
+    redis::cmd("HSET")
+        .arg("program:212313")
+        .arg("programName")
+        .arg("Renamed")
+        .query_async::<i64>(&mut connection)
+        .await
+        .expect("HSET");
     assert!(
-        eventually(Duration::from_secs(15), || async {
-            program_name(&host, "212313").await.1 == "Renamed"
+        eventually(Duration::from_secs(20), || {
+            let mut connection = connection.clone();
+            let host = &host;
+            async move {
+                redis::cmd("PUBLISH")
+                    .arg("core-data-updates")
+                    .arg("212313")
+                    .query_async::<i64>(&mut connection)
+                    .await
+                    .expect("PUBLISH");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                program_name(host, "212313").await.1 == "Renamed"
+            }
         })
         .await,
         "the subscription did not recover after Redis returned"

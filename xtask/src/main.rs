@@ -1,7 +1,10 @@
 //! Project automation: `cargo xtask run`, `cargo xtask test`, `cargo xtask plugins`.
 
 mod infrastructure;
+mod lambda;
+mod load_bench;
 mod plugins;
+mod services;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -28,6 +31,10 @@ enum Task {
     /// Check the CloudFormation templates: `cargo xtask infrastructure test`.
     #[command(subcommand)]
     Infrastructure(infrastructure::Command),
+    /// Build the consumer's Lambda zip (target/lambda/adtrack-consumer/bootstrap.zip).
+    Package,
+    /// Load-test `GET /event/{id}` against a bare axum handler with wrk (release builds).
+    LoadBench(load_bench::LoadBenchArgs),
     /// Upload the consumer package and plugins, then deploy the CloudFormation stack.
     Deploy(infrastructure::DeployArgs),
 }
@@ -40,6 +47,8 @@ fn main() -> ExitCode {
         Task::Test => test(&root),
         Task::Infrastructure(command) => infrastructure::run(&root, command),
         Task::Deploy(args) => infrastructure::deploy(&root, &args),
+        Task::LoadBench(args) => load_bench::run(&root, &args),
+        Task::Package => lambda::package(&root).map(|zip| println!("{}", zip.display())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -81,7 +90,7 @@ fn run(root: &Path) -> Result<()> {
 
 fn test(root: &Path) -> Result<()> {
     plugins::build(root)?;
-    step(root, "format", &["fmt", "--all", "--", "--check"])?;
+    step(root, "format", &["fmt", "--all", "--", "--check"], &[])?;
     step(
         root,
         "lint",
@@ -93,17 +102,32 @@ fn test(root: &Path) -> Result<()> {
             "-D",
             "warnings",
         ],
+        &[],
     )?;
-    step(root, "tests", &["test", "--workspace", "--all-targets"])?;
+    step(
+        root,
+        "build",
+        &["build", "--workspace", "--all-targets"],
+        &[],
+    )?;
+    let services = services::Services::start(root)?;
+    step(
+        root,
+        "tests",
+        &["test", "--workspace", "--all-targets"],
+        &services.env(),
+    )?;
+    drop(services);
     infrastructure::test(root)?;
     Ok(())
 }
 
 /// Runs one cargo step of the test task, failing the task if it fails.
-fn step(root: &Path, name: &str, args: &[&str]) -> Result<()> {
+fn step(root: &Path, name: &str, args: &[&str], env: &[(String, String)]) -> Result<()> {
     eprintln!("xtask: {name}: cargo {}", args.join(" "));
     let status = cargo(root)
         .args(args)
+        .envs(env.iter().map(|(key, value)| (key, value)))
         .status()
         .with_context(|| format!("cannot start cargo for {name}"))?;
     check(status, name)

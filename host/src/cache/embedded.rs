@@ -38,15 +38,27 @@ impl EmbeddedBackend {
 #[async_trait]
 impl CoreDataBackend for EmbeddedBackend {
     async fn fetch(&self, key: &str) -> Result<Option<CoreRecord>, CoreDataError> {
-        let records = self.records.read().unwrap_or_else(|poison| poison.into_inner());
+        let records = self
+            .records
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
         Ok(records.get(key).cloned())
     }
 
     async fn store(&self, key: &str, record: &CoreRecord) -> Result<(), CoreDataError> {
-        self.records
-            .write()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .insert(key.to_owned(), record.clone());
+        {
+            let mut records = self
+                .records
+                .write()
+                .unwrap_or_else(|poison| poison.into_inner());
+            let stored = records.entry(key.to_owned()).or_default();
+            for (field, value) in record {
+                match stored.iter_mut().find(|(name, _)| name == field) {
+                    Some(slot) => slot.1 = value.clone(),
+                    None => stored.push((field.clone(), value.clone())),
+                }
+            }
+        }
         self.announce(key);
         Ok(())
     }

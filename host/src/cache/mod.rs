@@ -1,6 +1,7 @@
 //! The cache stage: core data (programs) in an in-process L1 in front of a backend
 //! (Redis at scale, an in-process table by default), kept fresh by update notifications.
 
+mod activity;
 mod embedded;
 mod redis;
 
@@ -20,7 +21,8 @@ pub use self::redis::RedisBackend;
 pub trait CoreDataBackend: Send + Sync {
     /// The record stored under `key`, `None` if there is none.
     async fn fetch(&self, key: &str) -> Result<Option<CoreRecord>, CoreDataError>;
-    /// Stores `record` under `key` and notifies subscribers.
+    /// Sets the fields of `record` under `key` (other fields stay, as Redis `HSET`)
+    /// and notifies subscribers.
     async fn store(&self, key: &str, record: &CoreRecord) -> Result<(), CoreDataError>;
     /// Removes the record under `key` and notifies subscribers.
     async fn remove(&self, key: &str) -> Result<(), CoreDataError>;
@@ -90,6 +92,19 @@ impl CoreDataCache {
         Ok(())
     }
 
+    /// Sets only `fields` of the record under `key` in the backend (its other fields
+    /// stay as the backend has them) and reloads the record into L1.
+    pub async fn update_fields(&self, key: &str, fields: CoreRecord) -> Result<(), CoreDataError> {
+        self.backend.store(key, &fields).await?;
+        self.refresh(key).await;
+        Ok(())
+    }
+
+    /// The record under `key` as the backend has it now, bypassing L1.
+    pub async fn fetch_fresh(&self, key: &str) -> Result<Option<CoreRecord>, CoreDataError> {
+        self.backend.fetch(key).await
+    }
+
     /// Removes `key` from the backend and L1.
     pub async fn remove(&self, key: &str) -> Result<(), CoreDataError> {
         self.l1.invalidate(key).await;
@@ -134,7 +149,10 @@ impl CoreDataLookup for CoreDataCache {
 
 /// Refreshes L1 for every key announced on `updates` until the channel closes;
 /// an empty key (sent after a reconnection) refreshes every cached key.
-pub async fn follow_updates(cache: CoreDataCache, mut updates: tokio::sync::mpsc::Receiver<String>) {
+pub async fn follow_updates(
+    cache: CoreDataCache,
+    mut updates: tokio::sync::mpsc::Receiver<String>,
+) {
     while let Some(key) = updates.recv().await {
         if key.is_empty() {
             let keys: Vec<Arc<String>> = cache.l1.iter().map(|(key, _)| key).collect();

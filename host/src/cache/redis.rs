@@ -2,8 +2,8 @@
 //! `PUBLISH core-data-updates {id}`, and a subscription that reconnects with backoff.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -63,8 +63,8 @@ impl RedisBackend {
             .set_response_timeout(Some(OPERATION_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
-        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(redis_error)?;
+        let connection =
+            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(redis_error)?;
         Ok(Self {
             client,
             connection,
@@ -99,10 +99,13 @@ impl RedisBackend {
 
     async fn run<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Result<T, CoreDataError> {
         let mut connection = self.connection.clone();
-        let result = match tokio::time::timeout(OPERATION_TIMEOUT * 2, command.query_async(&mut connection)).await {
-            Ok(result) => result.map_err(redis_error),
-            Err(_) => Err(CoreDataError("redis did not answer in time".into())),
-        };
+        let result =
+            match tokio::time::timeout(OPERATION_TIMEOUT * 2, command.query_async(&mut connection))
+                .await
+            {
+                Ok(result) => result.map_err(redis_error),
+                Err(_) => Err(CoreDataError("redis did not answer in time".into())),
+            };
         self.health.record(&result);
         result
     }
@@ -126,7 +129,10 @@ async fn follow(
         .await
         .map_err(|_| CoreDataError("redis did not answer in time".into()))?
         .map_err(redis_error)?;
-    pubsub.subscribe(UPDATES_CHANNEL).await.map_err(redis_error)?;
+    pubsub
+        .subscribe(UPDATES_CHANNEL)
+        .await
+        .map_err(redis_error)?;
     health.record::<()>(&Ok(()));
     tracing::info!(channel = UPDATES_CHANNEL, "subscribed to core-data updates");
     if sender.send(String::new()).await.is_err() {
@@ -148,7 +154,11 @@ async fn follow(
 impl CoreDataBackend for RedisBackend {
     async fn fetch(&self, key: &str) -> Result<Option<CoreRecord>, CoreDataError> {
         let fields: HashMap<String, String> = self
-            .run(redis::cmd("HGETALL").arg(format!("{KEY_PREFIX}{key}")).clone())
+            .run(
+                redis::cmd("HGETALL")
+                    .arg(format!("{KEY_PREFIX}{key}"))
+                    .clone(),
+            )
             .await?;
         if fields.is_empty() {
             return Ok(None);

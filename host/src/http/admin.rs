@@ -19,7 +19,10 @@ pub async fn require_token(
     next: Next,
 ) -> Result<Response, ApiError> {
     let Some(expected) = &state.admin_token else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "the admin API is disabled"));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "the admin API is disabled",
+        ));
     };
     let presented = request
         .headers()
@@ -28,7 +31,10 @@ pub async fn require_token(
         .and_then(|value| value.strip_prefix("Bearer "))
         .unwrap_or_default();
     if !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+        ));
     }
     Ok(next.run(request).await)
 }

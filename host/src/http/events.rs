@@ -54,7 +54,11 @@ pub async fn ingest(
 }
 
 /// The events of a JSON-array or NDJSON body (`Content-Type: application/x-ndjson`).
-fn parse_batch(headers: &HeaderMap, body: &[u8], max_events: usize) -> Result<Vec<Event>, ApiError> {
+fn parse_batch(
+    headers: &HeaderMap,
+    body: &[u8],
+    max_events: usize,
+) -> Result<Vec<Event>, ApiError> {
     let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
     let text = std::str::from_utf8(body)
         .map_err(|error| bad(format!("the body is not valid UTF-8: {error}")))?;
@@ -81,7 +85,10 @@ fn parse_batch(headers: &HeaderMap, body: &[u8], max_events: usize) -> Result<Ve
     if parsed.len() > max_events {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("{} events in one request; the limit is {max_events}", parsed.len()),
+            format!(
+                "{} events in one request; the limit is {max_events}",
+                parsed.len()
+            ),
         ));
     }
     parsed

@@ -54,7 +54,10 @@ pub fn router(state: AppState, config: &ServeConfig) -> Router {
         .route("/admin/plugins/{name}", put(admin::upload))
         .route("/admin/plugins/{name}/rollback", post(admin::rollback))
         .layer(DefaultBodyLimit::max(config.max_plugin_bytes))
-        .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_token));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_token,
+        ));
     Router::new()
         .route("/event/{program_id}", get(tracking::track))
         .route("/events", post(events::ingest))
@@ -140,7 +143,9 @@ impl From<StreamError> for ApiError {
     fn from(error: StreamError) -> Self {
         match error {
             StreamError::Backpressure => ApiError::unavailable(error.to_string()),
-            StreamError::TooLarge(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
+            StreamError::TooLarge(_) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string())
+            }
             StreamError::Failed { .. } | StreamError::Closed => {
                 ApiError::unavailable(error.to_string())
             }

@@ -27,7 +27,11 @@ pub async fn track(
                 format!("unknown program {program_id}"),
             ));
         }
-        Err(error) => return Err(ApiError::unavailable(format!("core data unavailable: {error}"))),
+        Err(error) => {
+            return Err(ApiError::unavailable(format!(
+                "core data unavailable: {error}"
+            )));
+        }
     }
     let user_agent = headers
         .get(header::USER_AGENT)

@@ -43,7 +43,13 @@ impl StreamSink for KinesisSink {
             .set_records(Some(records))
             .send()
             .await
-            .map_err(|error| format!("PutRecords on {}: {}", self.stream_name, aws_sdk_kinesis::error::DisplayErrorContext(error)))?;
+            .map_err(|error| {
+                format!(
+                    "PutRecords on {}: {}",
+                    self.stream_name,
+                    aws_sdk_kinesis::error::DisplayErrorContext(error)
+                )
+            })?;
         Ok(output
             .records()
             .iter()

@@ -235,7 +235,11 @@ async fn deliver(sink: &dyn StreamSink, batch: Vec<Pending>, settings: &Producer
         let results = match sink.put(&entries).await {
             Ok(results) if results.len() == entries.len() => results,
             Ok(results) => vec![
-                Err(format!("the stream answered {} results for {} records", results.len(), entries.len()));
+                Err(format!(
+                    "the stream answered {} results for {} records",
+                    results.len(),
+                    entries.len()
+                ));
                 entries.len()
             ],
             Err(reason) => vec![Err(reason); entries.len()],
@@ -358,7 +362,10 @@ mod tests {
             },
         );
         let error = producer.send(entries(1, 10), true).await.unwrap_err();
-        assert!(matches!(error, StreamError::Failed { attempts: 3, .. }), "{error}");
+        assert!(
+            matches!(error, StreamError::Failed { attempts: 3, .. }),
+            "{error}"
+        );
     }
 
     #[tokio::test]
@@ -406,6 +413,9 @@ mod tests {
         producer.close().await;
         assert_eq!(sink.attempts.lock().unwrap().len(), 50);
         assert_eq!(producer.buffered(), 0);
-        assert_eq!(producer.send(entries(1, 1), true).await, Err(StreamError::Closed));
+        assert_eq!(
+            producer.send(entries(1, 1), true).await,
+            Err(StreamError::Closed)
+        );
     }
 }

@@ -248,9 +248,13 @@ mod tests {
         log.append(&records(&["a", "b", "c", "d"])).unwrap();
         assert_eq!(log.checkpoint("consumer").unwrap(), None);
 
-        let first = log.read_after(log.checkpoint("consumer").unwrap(), 2).unwrap();
+        let first = log
+            .read_after(log.checkpoint("consumer").unwrap(), 2)
+            .unwrap();
         log.set_checkpoint("consumer", first[1].sequence).unwrap();
-        let rest = log.read_after(log.checkpoint("consumer").unwrap(), 10).unwrap();
+        let rest = log
+            .read_after(log.checkpoint("consumer").unwrap(), 10)
+            .unwrap();
         let keys: Vec<_> = rest.iter().map(|record| record.key.as_str()).collect();
         assert_eq!(keys, ["c", "d"]);
         // Readers are independent.

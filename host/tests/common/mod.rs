@@ -13,7 +13,9 @@ pub fn repo_root() -> PathBuf {
 
 /// A built plugin component (from `cargo xtask plugins`).
 pub fn plugin_path(name: &str) -> PathBuf {
-    let path = repo_root().join("target/plugins").join(format!("{name}.wasm"));
+    let path = repo_root()
+        .join("target/plugins")
+        .join(format!("{name}.wasm"));
     assert!(
         path.exists(),
         "{} is missing: build the plugins with `cargo xtask plugins`",
@@ -25,7 +27,9 @@ pub fn plugin_path(name: &str) -> PathBuf {
 /// An environment variable that `cargo xtask test` sets when it starts a service.
 pub fn service_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the suite with `cargo xtask test`, which starts the services")
+        panic!(
+            "{name} is not set: run the suite with `cargo xtask test`, which starts the services"
+        )
     })
 }
 
@@ -106,9 +110,17 @@ impl Host {
 
     /// `GET path`, returning status and JSON body (Null when not JSON).
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let response = self.client.get(self.at(path)).send().await.expect("request");
+        let response = self
+            .client
+            .get(self.at(path))
+            .send()
+            .await
+            .expect("request");
         let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
     }
 
     /// Sends SIGTERM and waits for a clean exit.
@@ -138,7 +150,10 @@ impl Drop for Host {
 pub fn write_pipeline(dir: &Path, body: &str) -> PathBuf {
     let plugins = repo_root().join("target/plugins");
     let path = dir.join("pipeline.toml");
-    std::fs::write(&path, body.replace("{plugins}", &plugins.display().to_string()))
-        .expect("write pipeline");
+    std::fs::write(
+        &path,
+        body.replace("{plugins}", &plugins.display().to_string()),
+    )
+    .expect("write pipeline");
     path
 }

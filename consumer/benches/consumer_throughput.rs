@@ -1,0 +1,125 @@
+//! Consumer throughput (events/s through decode, the consumer chain of `pipeline.toml`
+//! and the embedded store) and cold-start init time with and without the `.cwasm`
+//! artifact cache. Needs the example plugins: `cargo xtask plugins`.
+//!
+//! `cargo bench -p adtrack-consumer --bench consumer_throughput`
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use adtrack_consumer::core_data::InProcessCoreData;
+use adtrack_consumer::dead_letter::JsonLinesDeadLetters;
+use adtrack_consumer::init::load_chain;
+use adtrack_consumer::store::EmbeddedStore;
+use adtrack_consumer::{Consumer, StreamRecord};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use plugin_engine::{Event, NoCoreData};
+use stream_record::TrackingEvent;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+fn pipeline() -> PathBuf {
+    let root = workspace_root();
+    assert!(
+        root.join("target/plugins/validate-tracking.wasm").exists(),
+        "run `cargo xtask plugins` first"
+    );
+    root.join("pipeline.toml")
+}
+
+fn record(n: usize) -> StreamRecord {
+    let id = format!("msg-{n}");
+    let event = Event {
+        id: id.clone(),
+        key: id.clone(),
+        timestamp_ms: 1_700_000_000_000 + n as u64,
+        content_type: "application/json".into(),
+        payload: Vec::new(),
+        attributes: vec![
+            ("checksum".into(), "b84e02d7".into()),
+            ("customerId".into(), "4712".into()),
+            ("customerName".into(), "Globex Travel".into()),
+            ("programId".into(), "212313".into()),
+            ("programName".into(), "Summer Video Preroll".into()),
+            ("userAgent".into(), "Mozilla/5.0 (X11; Linux x86_64)".into()),
+        ],
+    };
+    StreamRecord {
+        id: n.to_string(),
+        partition_key: id,
+        data: TrackingEvent::from_event(&event, &[]).to_bytes(),
+    }
+}
+
+fn throughput(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let core_data = InProcessCoreData::new();
+    core_data.put_program("212313", [("programName".to_owned(), "Summer".to_owned())]);
+    let consumer = runtime.block_on(async {
+        let (chain, _) = load_chain(&pipeline(), None, Arc::new(core_data.clone()))
+            .await
+            .expect("load the consumer chain");
+        Consumer::new(
+            chain,
+            Arc::new(EmbeddedStore::open(&dir.path().join("events.redb")).expect("store")),
+            Arc::new(JsonLinesDeadLetters::open(&dir.path().join("dead.jsonl")).expect("file")),
+            Arc::new(core_data),
+        )
+    });
+    let mut group = c.benchmark_group("consumer_batch");
+    for size in [1usize, 100, 500] {
+        let batch: Vec<StreamRecord> = (0..size).map(record).collect();
+        group.throughput(Throughput::Elements(size as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(size), &batch, |b, batch| {
+            b.to_async(&runtime).iter(|| async {
+                let report = consumer.handle(batch.clone()).await;
+                assert_eq!(report.stored_events, batch.len());
+            });
+        });
+    }
+    group.finish();
+}
+
+fn init_time(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let cache = tempfile::tempdir().expect("a temp dir");
+    // Fill the artifact cache once, as the first cold start would.
+    runtime
+        .block_on(load_chain(
+            &pipeline(),
+            Some(cache.path().to_owned()),
+            Arc::new(NoCoreData),
+        ))
+        .expect("load the consumer chain");
+    let mut group = c.benchmark_group("consumer_init");
+    group.sample_size(20);
+    group.bench_function("compile", |b| {
+        b.to_async(&runtime).iter(|| async {
+            load_chain(&pipeline(), None, Arc::new(NoCoreData))
+                .await
+                .expect("load")
+        });
+    });
+    group.bench_function("precompiled_cwasm", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let (_, report) = load_chain(
+                &pipeline(),
+                Some(cache.path().to_owned()),
+                Arc::new(NoCoreData),
+            )
+            .await
+            .expect("load");
+            assert!(report.all_precompiled());
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, throughput, init_time);
+criterion_main!(benches);

@@ -1,0 +1,219 @@
+//! The embedded event store: accepted events in a `redb` file, keyed by message id, for
+//! the host's embedded mode. Each event is kept as its protobuf stream record.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use stream_record::TrackingEvent;
+
+use super::{EventStore, StoreError, StoreFailure, StoredEvent};
+
+/// Message id → protobuf `TrackingEvent` (with the plugins that processed it).
+const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events");
+
+/// Accepted events in an embedded database file; cheap to clone.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    path: Arc<PathBuf>,
+}
+
+/// The embedded store file could not be opened or read.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedStoreError {
+    /// The file could not be created or opened.
+    #[error("cannot open the event store {path}: {source}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: redb::DatabaseError,
+    },
+    /// A transaction failed.
+    #[error("event store {path}: {source}")]
+    Store {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Box<redb::Error>,
+    },
+    /// A stored value is not a stream record.
+    #[error("event store {path}: event {id} is corrupt: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The event id.
+        id: String,
+        /// The decoding error.
+        reason: String,
+    },
+}
+
+impl EmbeddedStore {
+    /// Opens the store at `path`, creating the file if needed.
+    pub fn open(path: &Path) -> Result<Self, EmbeddedStoreError> {
+        let db = Database::create(path).map_err(|source| EmbeddedStoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let store = Self {
+            db: Arc::new(db),
+            path: Arc::new(path.to_owned()),
+        };
+        store.write_all(&[])?;
+        Ok(store)
+    }
+
+    /// The stored event with message id `id`.
+    pub fn get(&self, id: &str) -> Result<Option<StoredEvent>, EmbeddedStoreError> {
+        let bytes = self.read(|txn| {
+            let table = txn.open_table(EVENTS)?;
+            Ok(table.get(id)?.map(|value| value.value().to_vec()))
+        })?;
+        bytes.map(|bytes| self.decode(id, &bytes)).transpose()
+    }
+
+    /// Every stored event, in message id order.
+    pub fn all(&self) -> Result<Vec<StoredEvent>, EmbeddedStoreError> {
+        let entries = self.read(|txn| {
+            let table = txn.open_table(EVENTS)?;
+            let mut entries = Vec::new();
+            for entry in table.iter()? {
+                let (id, value) = entry?;
+                entries.push((id.value().to_owned(), value.value().to_vec()));
+            }
+            Ok(entries)
+        })?;
+        entries
+            .into_iter()
+            .map(|(id, bytes)| self.decode(&id, &bytes))
+            .collect()
+    }
+
+    /// How many events the store holds.
+    pub fn len(&self) -> Result<u64, EmbeddedStoreError> {
+        self.read(|txn| Ok(txn.open_table(EVENTS)?.len()?))
+    }
+
+    /// Whether the store holds no events.
+    pub fn is_empty(&self) -> Result<bool, EmbeddedStoreError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Writes `events` in one committed transaction (blocking).
+    fn write_all(&self, events: &[(String, Vec<u8>)]) -> Result<(), EmbeddedStoreError> {
+        let run = || -> Result<(), redb::Error> {
+            let txn = self.db.begin_write()?;
+            {
+                let mut table = txn.open_table(EVENTS)?;
+                for (id, bytes) in events {
+                    table.insert(id.as_str(), bytes.as_slice())?;
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        };
+        run().map_err(|source| self.store_error(source))
+    }
+
+    fn read<T>(
+        &self,
+        body: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, EmbeddedStoreError> {
+        let run = || -> Result<T, redb::Error> { body(&self.db.begin_read()?) };
+        run().map_err(|source| self.store_error(source))
+    }
+
+    fn decode(&self, id: &str, bytes: &[u8]) -> Result<StoredEvent, EmbeddedStoreError> {
+        TrackingEvent::from_bytes(bytes)
+            .map(StoredEvent::from_record)
+            .map_err(|error| EmbeddedStoreError::Corrupt {
+                path: self.path.as_ref().clone(),
+                id: id.to_owned(),
+                reason: error.to_string(),
+            })
+    }
+
+    fn store_error(&self, source: redb::Error) -> EmbeddedStoreError {
+        EmbeddedStoreError::Store {
+            path: self.path.as_ref().clone(),
+            source: Box::new(source),
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for EmbeddedStore {
+    async fn put(&self, events: &[StoredEvent]) -> Result<(), StoreFailure> {
+        let encoded: Vec<(String, Vec<u8>)> = events
+            .iter()
+            .map(|event| (event.event.id.clone(), event.to_record().to_bytes()))
+            .collect();
+        let store = self.clone();
+        let written = tokio::task::spawn_blocking(move || store.write_all(&encoded)).await;
+        let reason = match written {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => error.to_string(),
+            Err(join) => format!("the write task failed: {join}"),
+        };
+        Err(StoreFailure {
+            unwritten: None,
+            error: StoreError::Backend {
+                operation: "redb write",
+                reason,
+            },
+        })
+    }
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plugin_engine::Event;
+    use stream_record::PluginStamp;
+
+    fn stored(id: &str) -> StoredEvent {
+        StoredEvent {
+            event: Event {
+                id: id.into(),
+                key: id.into(),
+                timestamp_ms: 42,
+                content_type: "application/json".into(),
+                payload: b"{}".to_vec(),
+                attributes: vec![("programId".into(), "212313".into())],
+            },
+            processed_by: vec![PluginStamp {
+                name: "validate-tracking".into(),
+                version: "00".repeat(32),
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn writing_the_same_event_twice_keeps_one_copy_that_reads_back_equal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("events.redb")).unwrap();
+        store.put(&[stored("a"), stored("b")]).await.unwrap();
+        store.put(&[stored("a")]).await.unwrap();
+        assert_eq!(store.len().unwrap(), 2);
+        assert_eq!(store.get("a").unwrap(), Some(stored("a")));
+        assert_eq!(store.get("missing").unwrap(), None);
+        let ids: Vec<_> = store
+            .all()
+            .unwrap()
+            .into_iter()
+            .map(|event| event.event.id)
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+    }
+}

@@ -1,0 +1,77 @@
+//! The event store stage: where accepted events are kept. DynamoDB on AWS, an embedded
+//! `redb` file in the host's embedded mode.
+
+pub mod dynamodb;
+pub mod embedded;
+
+use async_trait::async_trait;
+use plugin_engine::Event;
+use stream_record::{PluginStamp, TrackingEvent};
+
+pub use dynamodb::DynamoDbStore;
+pub use embedded::EmbeddedStore;
+
+/// An accepted event and the plugins (host side, then consumer side) that processed it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    /// The event as the consumer chain emitted it.
+    pub event: Event,
+    /// Plugins that processed it, in order, with their versions.
+    pub processed_by: Vec<PluginStamp>,
+}
+
+impl StoredEvent {
+    /// The event as a stream record (the one conversion used to persist it).
+    pub fn to_record(&self) -> TrackingEvent {
+        let mut record = TrackingEvent::from_event(&self.event, &[]);
+        record.processed_by = self.processed_by.clone();
+        record
+    }
+
+    /// The stored event a stream record carries.
+    pub fn from_record(mut record: TrackingEvent) -> Self {
+        let processed_by = std::mem::take(&mut record.processed_by);
+        Self {
+            event: record.into_event(),
+            processed_by,
+        }
+    }
+}
+
+/// A write that did not (entirely) happen.
+#[derive(Debug)]
+pub struct StoreFailure {
+    /// Ids of the events that were not written; `None` when none was.
+    pub unwritten: Option<Vec<String>>,
+    /// Why.
+    pub error: StoreError,
+}
+
+/// Why the event store could not write.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend kept refusing part of a batch (throttling) after every retry.
+    #[error("{count} events still unprocessed after {attempts} attempts")]
+    Unprocessed {
+        /// Events left.
+        count: usize,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The backend call failed.
+    #[error("{operation} failed: {reason}")]
+    Backend {
+        /// The call, e.g. `BatchWriteItem`.
+        operation: &'static str,
+        /// The backend's message.
+        reason: String,
+    },
+}
+
+/// Where accepted events are written. Writes are idempotent by event id: writing the
+/// same event again (a redelivered record) leaves one copy.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Writes `events`; on failure says which were not written.
+    async fn put(&self, events: &[StoredEvent]) -> Result<(), StoreFailure>;
+}

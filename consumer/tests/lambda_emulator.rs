@@ -1,0 +1,383 @@
+//! The Lambda function binary under a real Lambda Runtime API emulator
+//! (`cargo lambda watch --only-lambda-apis`), invoked with Kinesis event payloads
+//! (`cargo lambda invoke --data-file`): good records
+//! go to DynamoDB, undecodable and rejected ones to the SQS dead-letter queue (moto),
+//! and `batchItemFailures` names exactly the records that must be redelivered.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::*;
+use redis::AsyncCommands;
+use serde_json::{Value, json};
+
+/// The Lambda Runtime API emulator (`cargo lambda watch --only-lambda-apis`) and the
+/// function binary that cargo built for this test, connected to it; both stopped on drop.
+struct Watch {
+    emulator: Child,
+    function: Child,
+    log: PathBuf,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        for child in [&mut self.function, &mut self.emulator] {
+            let group = format!("-{}", child.id());
+            let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        for child in [&mut self.function, &mut self.emulator] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn cargo_lambda() -> PathBuf {
+    PathBuf::from(std::env::var("CARGO_LAMBDA").unwrap_or_else(|_| {
+        panic!(
+            "CARGO_LAMBDA is not set: run `cargo xtask test`, which installs cargo-lambda \
+             and starts the emulators"
+        )
+    }))
+}
+
+fn cargo_lambda_command() -> Command {
+    let tool = cargo_lambda();
+    let mut path = std::ffi::OsString::from(tool.parent().unwrap_or(Path::new(".")));
+    if let Some(existing) = std::env::var_os("PATH") {
+        path.push(":");
+        path.push(existing);
+    }
+    let mut command = Command::new(tool);
+    command.current_dir(workspace_root()).env("PATH", path);
+    command
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+/// Starts the emulator on `port` and the function with `env` (plus the variables the
+/// Lambda service sets), both writing to `log`.
+fn start_watch(port: u16, env: &[(&str, String)], log: PathBuf) -> Watch {
+    let output = std::fs::File::create(&log).unwrap();
+    let emulator = cargo_lambda_command()
+        .args([
+            "lambda",
+            "watch",
+            "--only-lambda-apis",
+            "--invoke-address",
+            "127.0.0.1",
+        ])
+        .args(["--invoke-port", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(output.try_clone().unwrap())
+        .stderr(output.try_clone().unwrap())
+        .process_group(0)
+        .spawn()
+        .expect("start cargo lambda watch");
+    // The function exits if the Runtime API is not there yet: wait for the emulator.
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "cargo lambda watch did not listen on {port}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let function = Command::new(env!("CARGO_BIN_EXE_adtrack-consumer"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
+        .env(
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("http://127.0.0.1:{port}/.rt"),
+        )
+        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .stdin(Stdio::null())
+        .stdout(output.try_clone().unwrap())
+        .stderr(output)
+        .process_group(0)
+        .spawn()
+        .expect("start the function");
+    Watch {
+        emulator,
+        function,
+        log,
+    }
+}
+
+/// Invokes the function with `payload`, retrying while the emulator is still starting
+/// and the function is connecting; returns the function's JSON answer.
+fn invoke(watch: &mut Watch, port: u16, payload: &Path) -> Value {
+    let started = Instant::now();
+    let log = |watch: &Watch| std::fs::read_to_string(&watch.log).unwrap_or_default();
+    loop {
+        if let Ok(Some(status)) = watch.function.try_wait() {
+            panic!(
+                "the function exited ({status})\n--- log ---\n{}",
+                log(watch)
+            );
+        }
+        let mut command = cargo_lambda_command();
+        command
+            .args(["lambda", "invoke", "--invoke-address", "127.0.0.1"])
+            .args(["--invoke-port", &port.to_string()])
+            .arg("--data-file")
+            .arg(payload)
+            .args(["--output-format", "json"]);
+        match output_within(command, Duration::from_secs(60)) {
+            Some((true, stdout, _)) => {
+                return serde_json::from_str(stdout.trim())
+                    .unwrap_or_else(|error| panic!("the answer is not JSON ({error}): {stdout}"));
+            }
+            Some((false, _, stderr)) if started.elapsed() > Duration::from_secs(120) => {
+                panic!(
+                    "cargo lambda invoke kept failing: {stderr}\n--- log ---\n{}",
+                    log(watch)
+                )
+            }
+            None => panic!("cargo lambda invoke hung\n--- log ---\n{}", log(watch)),
+            Some(_) => std::thread::sleep(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// Runs `command`, killing it after `limit`; (success, stdout, stderr), or `None` on timeout.
+fn output_within(mut command: Command, limit: Duration) -> Option<(bool, String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = command
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .expect("run cargo lambda invoke");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
+    Some((status.success(), read(&out), read(&err)))
+}
+
+/// A Kinesis event as the event source mapping sends it; records are (sequence, key, data).
+fn kinesis_event(stream: &str, records: &[(&str, &str, Vec<u8>)]) -> Value {
+    let records: Vec<Value> = records
+        .iter()
+        .map(|(sequence, key, data)| {
+            json!({
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": key,
+                    "sequenceNumber": sequence,
+                    "data": base64::engine::general_purpose::STANDARD.encode(data),
+                    "approximateArrivalTimestamp": 1_700_000_000.5
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": format!("shardId-000000000000:{sequence}"),
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": "arn:aws:iam::123456789012:role/consumer",
+                "awsRegion": "us-east-1",
+                "eventSourceARN": format!("arn:aws:kinesis:us-east-1:123456789012:stream/{stream}")
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+fn failures(answer: &Value) -> Vec<String> {
+    answer["batchItemFailures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no batchItemFailures in {answer}"))
+        .iter()
+        .map(|failure| {
+            failure["itemIdentifier"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_function_reports_exactly_the_records_to_redeliver_as_batch_item_failures() {
+    let emulators = emulators();
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk_config(&emulators.dynamodb).await);
+    let sqs = aws_sdk_sqs::Client::new(&sdk_config(&emulators.sqs).await);
+    let table = unique("lambda-events");
+    create_table(&dynamodb, &table).await;
+    let queue_name = unique("dead-letters");
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(&queue_name)
+        .send()
+        .await
+        .expect("create the dead-letter queue")
+        .queue_url()
+        .expect("a queue URL")
+        .to_owned();
+    let program_id = unique_program_id();
+    let mut admin = redis::Client::open(emulators.redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = admin
+        .hset_multiple(format!("program:{program_id}"), &program_fields())
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("PIPELINE_FILE", pipeline_file().display().to_string()),
+        ("DYNAMODB_TABLE", table.clone()),
+        ("REDIS_URL", emulators.redis_url.clone()),
+        ("DEAD_LETTER_QUEUE_URL", queue_url.clone()),
+        (
+            "PLUGIN_CACHE_DIR",
+            artifact_cache_dir().display().to_string(),
+        ),
+        ("AWS_ENDPOINT_URL_DYNAMODB", emulators.dynamodb.clone()),
+        ("AWS_ENDPOINT_URL_SQS", emulators.sqs.clone()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ("LOG_JSON", "false".to_owned()),
+    ];
+
+    let port = free_port();
+    let log = workspace_root().join(format!("target/tmp/{}.log", unique("lambda-watch")));
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    let watch = start_watch(port, &env, log);
+
+    // A batch mixing good, undecodable and rejected records: nothing to redeliver.
+    let good = |n: u32| format!("{table}-good-{n}");
+    let rejected = format!("{table}-rejected");
+    let payload = dir.path().join("mixed.json");
+    let event = kinesis_event(
+        &table,
+        &[
+            ("1001", &good(1), good_record(&good(1), &program_id)),
+            ("1002", "garbage", undecodable_record()),
+            ("1003", &rejected, rejected_record(&rejected, &program_id)),
+            ("1004", &good(2), good_record(&good(2), &program_id)),
+        ],
+    );
+    std::fs::write(&payload, event.to_string()).unwrap();
+    let answer = tokio::task::spawn_blocking({
+        let payload = payload.clone();
+        move || {
+            let mut watch = watch;
+            let answer = invoke(&mut watch, port, &payload);
+            (answer, watch)
+        }
+    })
+    .await
+    .unwrap();
+    let (answer, watch) = answer;
+    assert_eq!(failures(&answer), Vec::<String>::new(), "{answer}");
+    assert_eq!(scan_ids(&dynamodb, &table).await, [good(1), good(2)]);
+
+    let received = sqs
+        .receive_message()
+        .queue_url(&queue_url)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let mut letters: Vec<(String, String, Option<String>)> = received
+        .messages()
+        .iter()
+        .map(|message| {
+            let attribute = |name: &str| {
+                message
+                    .message_attributes()
+                    .and_then(|attributes| attributes.get(name))
+                    .and_then(|value| value.string_value())
+                    .map(str::to_owned)
+            };
+            (
+                attribute("recordId").unwrap_or_default(),
+                attribute("kind").unwrap_or_default(),
+                attribute("pluginVersion"),
+            )
+        })
+        .collect();
+    letters.sort();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert_eq!(
+        (letters[0].0.as_str(), letters[0].1.as_str()),
+        ("1002", "undecodable")
+    );
+    assert_eq!(
+        (letters[1].0.as_str(), letters[1].1.as_str()),
+        ("1003", "rejected")
+    );
+    assert_eq!(
+        letters[1].2.as_ref().map(String::len),
+        Some(64),
+        "the plugin version"
+    );
+
+    let count: u64 = admin
+        .hget(format!("program:{program_id}"), "eventCount")
+        .await
+        .unwrap();
+    assert_eq!(count, 2);
+
+    // With the dead-letter queue gone, bad records cannot be parked: exactly they are
+    // reported for redelivery, and the good record is stored.
+    sqs.delete_queue()
+        .queue_url(&queue_url)
+        .send()
+        .await
+        .unwrap();
+    let payload = dir.path().join("queue-gone.json");
+    let rejected = format!("{table}-rejected-2");
+    let event = kinesis_event(
+        &table,
+        &[
+            ("2001", "garbage", undecodable_record()),
+            ("2002", &good(3), good_record(&good(3), &program_id)),
+            ("2003", &rejected, rejected_record(&rejected, &program_id)),
+        ],
+    );
+    std::fs::write(&payload, event.to_string()).unwrap();
+    let (answer, watch) = tokio::task::spawn_blocking(move || {
+        let mut watch = watch;
+        let answer = invoke(&mut watch, port, &payload);
+        (answer, watch)
+    })
+    .await
+    .unwrap();
+    assert_eq!(failures(&answer), ["2001", "2003"], "{answer}");
+    assert_eq!(
+        scan_ids(&dynamodb, &table).await,
+        [good(1), good(2), good(3)]
+    );
+    drop(watch);
+}

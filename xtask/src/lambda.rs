@@ -1,0 +1,106 @@
+//! The consumer's Lambda packaging and local Lambda emulator, through `cargo-lambda`
+//! (installed from PyPI with `ziglang`, which it uses to link for Amazon Linux 2023,
+//! into `target/venv-lambda`).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The versions installed; bump deliberately.
+const CARGO_LAMBDA: &str = "cargo-lambda==1.9.2";
+const ZIGLANG: &str = "ziglang==0.17.1";
+
+/// The package built into the function.
+pub const PACKAGE: &str = "adtrack-consumer";
+
+/// The installed tools.
+pub struct LambdaTools {
+    /// The `cargo-lambda` binary.
+    pub cargo_lambda: PathBuf,
+    /// The virtualenv's `bin`, which must come first on `PATH` so cargo-lambda finds zig.
+    pub bin_dir: PathBuf,
+}
+
+/// Installs `cargo-lambda` and `ziglang` into `target/venv-lambda` if missing.
+pub fn install_tools(root: &Path) -> Result<LambdaTools> {
+    let venv = root.join("target/venv-lambda");
+    let bin_dir = venv.join("bin");
+    let cargo_lambda = bin_dir.join("cargo-lambda");
+    if !cargo_lambda.exists() || !has_ziglang(&bin_dir) {
+        eprintln!("xtask: installing {CARGO_LAMBDA} and {ZIGLANG} into target/venv-lambda");
+        pip_install(&venv, &[CARGO_LAMBDA, ZIGLANG])?;
+    }
+    Ok(LambdaTools {
+        cargo_lambda,
+        bin_dir,
+    })
+}
+
+/// Builds the consumer for `provided.al2023` on x86_64 and returns the zip:
+/// `target/lambda/adtrack-consumer/bootstrap.zip`.
+pub fn package(root: &Path) -> Result<PathBuf> {
+    let tools = install_tools(root)?;
+    eprintln!("xtask: cargo lambda build --release --package {PACKAGE} (x86_64, provided.al2023)");
+    let status = cargo_lambda(&tools, root)
+        .args(["lambda", "build", "--release", "--x86-64"])
+        .args(["--package", PACKAGE, "--output-format", "zip"])
+        .status()
+        .context("cannot run cargo-lambda")?;
+    if !status.success() {
+        bail!("cargo lambda build failed ({status})");
+    }
+    let zip = root
+        .join("target/lambda")
+        .join(PACKAGE)
+        .join("bootstrap.zip");
+    if !zip.exists() {
+        bail!("cargo lambda build did not produce {}", zip.display());
+    }
+    eprintln!("xtask: packaged {}", zip.display());
+    Ok(zip)
+}
+
+/// A `cargo-lambda` command run from the workspace root with the venv first on `PATH`.
+fn cargo_lambda(tools: &LambdaTools, root: &Path) -> Command {
+    let mut path = OsString::from(&tools.bin_dir);
+    if let Some(existing) = std::env::var_os("PATH") {
+        path.push(":");
+        path.push(existing);
+    }
+    let mut command = Command::new(&tools.cargo_lambda);
+    command.current_dir(root).env("PATH", path);
+    command
+}
+
+fn has_ziglang(bin_dir: &Path) -> bool {
+    Command::new(bin_dir.join("python3"))
+        .args(["-c", "import ziglang"])
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Creates the virtualenv `venv` if needed and pip-installs `requirements` into it.
+pub(crate) fn pip_install(venv: &Path, requirements: &[&str]) -> Result<()> {
+    let python = venv.join("bin/python3");
+    if !python.exists() {
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(venv)
+            .status()
+            .context("cannot run python3 -m venv (Python 3 is needed)")?;
+        if !status.success() {
+            bail!("python3 -m venv {} failed ({status})", venv.display());
+        }
+    }
+    let status = Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet"])
+        .args(requirements)
+        .status()
+        .with_context(|| format!("cannot run pip in {}", venv.display()))?;
+    if !status.success() {
+        bail!("pip install {} failed ({status})", requirements.join(" "));
+    }
+    Ok(())
+}

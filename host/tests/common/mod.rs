@@ -93,10 +93,10 @@ impl Host {
     async fn wait_until_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if let Ok(response) = self.client.get(self.at("/health/check")).send().await {
-                if response.status().is_success() {
-                    return;
-                }
+            if let Ok(response) = self.client.get(self.at("/health/check")).send().await
+                && response.status().is_success()
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -172,10 +172,10 @@ impl StreamProducer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some(worker) = worker {
-            if let Err(error) = worker.await {
-                tracing::error!(%error, "stream delivery task failed");
-            }
+        if let Some(worker) = worker
+            && let Err(error) = worker.await
+        {
+            tracing::error!(%error, "stream delivery task failed");
         }
     }
 }

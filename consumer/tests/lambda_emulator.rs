@@ -66,9 +66,9 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// Starts the emulator on `port` and the function with `env` (plus the variables the
-/// Lambda service sets), both writing to `log`.
-fn start_watch(port: u16, env: &[(&str, String)], log: PathBuf) -> Watch {
+/// Starts the emulator on `port` and the `function` binary with `env` (plus the variables
+/// the Lambda service sets), both writing to `log`.
+fn start_watch(function: &Path, port: u16, env: &[(&str, String)], log: PathBuf) -> Watch {
     let output = std::fs::File::create(&log).unwrap();
     let emulator = cargo_lambda_command()
         .args([
@@ -95,7 +95,7 @@ fn start_watch(port: u16, env: &[(&str, String)], log: PathBuf) -> Watch {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let function = Command::new(env!("CARGO_BIN_EXE_adtrack-consumer"))
+    let function = Command::new(function)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
@@ -220,17 +220,27 @@ fn failures(answer: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_function_reports_exactly_the_records_to_redeliver_as_batch_item_failures() {
+/// The backends of one test: a fresh table, dead-letter queue and program, and the
+/// function's environment pointing at them.
+struct Backends {
+    dynamodb: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    table: String,
+    queue_url: String,
+    program_id: String,
+    redis: redis::aio::MultiplexedConnection,
+    env: Vec<(&'static str, String)>,
+}
+
+async fn backends() -> Backends {
     let emulators = emulators();
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk_config(&emulators.dynamodb).await);
     let sqs = aws_sdk_sqs::Client::new(&sdk_config(&emulators.sqs).await);
     let table = unique("lambda-events");
     create_table(&dynamodb, &table).await;
-    let queue_name = unique("dead-letters");
     let queue_url = sqs
         .create_queue()
-        .queue_name(&queue_name)
+        .queue_name(unique("dead-letters"))
         .send()
         .await
         .expect("create the dead-letter queue")
@@ -238,18 +248,16 @@ async fn the_function_reports_exactly_the_records_to_redeliver_as_batch_item_fai
         .expect("a queue URL")
         .to_owned();
     let program_id = unique_program_id();
-    let mut admin = redis::Client::open(emulators.redis_url.as_str())
+    let mut redis = redis::Client::open(emulators.redis_url.as_str())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let _: () = admin
+    let _: () = redis
         .hset_multiple(format!("program:{program_id}"), &program_fields())
         .await
         .unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
-    let env = [
+    let env = vec![
         ("PIPELINE_FILE", pipeline_file().display().to_string()),
         ("DYNAMODB_TABLE", table.clone()),
         ("REDIS_URL", emulators.redis_url.clone()),
@@ -266,17 +274,58 @@ async fn the_function_reports_exactly_the_records_to_redeliver_as_batch_item_fai
         ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
         ("LOG_JSON", "false".to_owned()),
     ];
+    Backends {
+        dynamodb,
+        sqs,
+        table,
+        queue_url,
+        program_id,
+        redis,
+        env,
+    }
+}
 
-    let port = free_port();
+/// Invokes the function under `watch` with a Kinesis event of `records`; the function's
+/// JSON answer, and the watch back.
+async fn invoke_with(
+    watch: Watch,
+    port: u16,
+    stream: &str,
+    records: &[(&str, &str, Vec<u8>)],
+) -> (Value, Watch) {
+    let dir = tempfile::tempdir().unwrap();
+    let payload = dir.path().join("event.json");
+    std::fs::write(&payload, kinesis_event(stream, records).to_string()).unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut watch = watch;
+        let answer = invoke(&mut watch, port, &payload);
+        (answer, watch)
+    })
+    .await
+    .unwrap()
+}
+
+/// A log file for the emulator and the function under `target/tmp/`.
+fn watch_log() -> PathBuf {
     let log = workspace_root().join(format!("target/tmp/{}.log", unique("lambda-watch")));
     std::fs::create_dir_all(log.parent().unwrap()).unwrap();
-    let watch = start_watch(port, &env, log);
+    log
+}
 
-    // A batch mixing good, undecodable and rejected records: nothing to redeliver.
+/// Sends a batch mixing good, undecodable and rejected records to the function: nothing
+/// to redeliver, the good records stored, the others dead-lettered with their reason.
+async fn a_mixed_batch_is_stored_or_dead_lettered(
+    backends: &mut Backends,
+    watch: Watch,
+    port: u16,
+) -> Watch {
+    let table = backends.table.clone();
+    let program_id = backends.program_id.clone();
     let good = |n: u32| format!("{table}-good-{n}");
     let rejected = format!("{table}-rejected");
-    let payload = dir.path().join("mixed.json");
-    let event = kinesis_event(
+    let (answer, watch) = invoke_with(
+        watch,
+        port,
         &table,
         &[
             ("1001", &good(1), good_record(&good(1), &program_id)),
@@ -284,25 +333,18 @@ async fn the_function_reports_exactly_the_records_to_redeliver_as_batch_item_fai
             ("1003", &rejected, rejected_record(&rejected, &program_id)),
             ("1004", &good(2), good_record(&good(2), &program_id)),
         ],
-    );
-    std::fs::write(&payload, event.to_string()).unwrap();
-    let answer = tokio::task::spawn_blocking({
-        let payload = payload.clone();
-        move || {
-            let mut watch = watch;
-            let answer = invoke(&mut watch, port, &payload);
-            (answer, watch)
-        }
-    })
-    .await
-    .unwrap();
-    let (answer, watch) = answer;
+    )
+    .await;
     assert_eq!(failures(&answer), Vec::<String>::new(), "{answer}");
-    assert_eq!(scan_ids(&dynamodb, &table).await, [good(1), good(2)]);
+    assert_eq!(
+        scan_ids(&backends.dynamodb, &table).await,
+        [good(1), good(2)]
+    );
 
-    let received = sqs
+    let received = backends
+        .sqs
         .receive_message()
-        .queue_url(&queue_url)
+        .queue_url(&backends.queue_url)
         .max_number_of_messages(10)
         .message_attribute_names("All")
         .wait_time_seconds(1)
@@ -343,41 +385,93 @@ async fn the_function_reports_exactly_the_records_to_redeliver_as_batch_item_fai
         "the plugin version"
     );
 
-    let count: u64 = admin
+    let count: u64 = backends
+        .redis
         .hget(format!("program:{program_id}"), "eventCount")
         .await
         .unwrap();
     assert_eq!(count, 2);
+    watch
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_function_reports_exactly_the_records_to_redeliver_as_batch_item_failures() {
+    let mut backends = backends().await;
+    let port = free_port();
+    let function = Path::new(env!("CARGO_BIN_EXE_adtrack-consumer"));
+    let watch = start_watch(function, port, &backends.env, watch_log());
+    let watch = a_mixed_batch_is_stored_or_dead_lettered(&mut backends, watch, port).await;
 
     // With the dead-letter queue gone, bad records cannot be parked: exactly they are
     // reported for redelivery, and the good record is stored.
-    sqs.delete_queue()
-        .queue_url(&queue_url)
+    backends
+        .sqs
+        .delete_queue()
+        .queue_url(&backends.queue_url)
         .send()
         .await
         .unwrap();
-    let payload = dir.path().join("queue-gone.json");
+    let table = backends.table.clone();
+    let program_id = backends.program_id.clone();
+    let good = format!("{table}-good-3");
     let rejected = format!("{table}-rejected-2");
-    let event = kinesis_event(
+    let (answer, watch) = invoke_with(
+        watch,
+        port,
         &table,
         &[
             ("2001", "garbage", undecodable_record()),
-            ("2002", &good(3), good_record(&good(3), &program_id)),
+            ("2002", &good, good_record(&good, &program_id)),
             ("2003", &rejected, rejected_record(&rejected, &program_id)),
         ],
-    );
-    std::fs::write(&payload, event.to_string()).unwrap();
-    let (answer, watch) = tokio::task::spawn_blocking(move || {
-        let mut watch = watch;
-        let answer = invoke(&mut watch, port, &payload);
-        (answer, watch)
-    })
-    .await
-    .unwrap();
+    )
+    .await;
     assert_eq!(failures(&answer), ["2001", "2003"], "{answer}");
     assert_eq!(
-        scan_ids(&dynamodb, &table).await,
-        [good(1), good(2), good(3)]
+        scan_ids(&backends.dynamodb, &table).await,
+        [
+            format!("{table}-good-1"),
+            format!("{table}-good-2"),
+            good.clone()
+        ]
     );
     drop(watch);
+}
+
+/// The deployable artifact itself: `bootstrap` from the zip that `cargo xtask package`
+/// builds (`LAMBDA_PACKAGE`, set by `cargo xtask test`) handles the same mixed batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_packaged_bootstrap_answers_an_invoke() {
+    let package = PathBuf::from(std::env::var("LAMBDA_PACKAGE").unwrap_or_else(|_| {
+        panic!(
+            "LAMBDA_PACKAGE is not set: run `cargo xtask test`, which builds the Lambda zip \
+             (`cargo xtask package`) and names it here"
+        )
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = extract_bootstrap(&package, dir.path());
+    let mut backends = backends().await;
+    let port = free_port();
+    let watch = start_watch(&bootstrap, port, &backends.env, watch_log());
+    let watch = a_mixed_batch_is_stored_or_dead_lettered(&mut backends, watch, port).await;
+    drop(watch);
+}
+
+/// Checks that `package` holds exactly an executable `bootstrap` (what `provided.al2023`
+/// runs) and extracts it into `dir`.
+fn extract_bootstrap(package: &Path, dir: &Path) -> PathBuf {
+    let file = std::fs::File::open(package)
+        .unwrap_or_else(|error| panic!("cannot open {}: {error}", package.display()));
+    let mut archive = zip::ZipArchive::new(file).expect("the package is a zip");
+    let names: Vec<&str> = archive.file_names().collect();
+    assert_eq!(names, ["bootstrap"], "the package holds only bootstrap");
+    let mut entry = archive.by_name("bootstrap").expect("bootstrap");
+    let mode = entry.unix_mode().expect("bootstrap has Unix permissions");
+    assert_ne!(mode & 0o111, 0, "bootstrap is executable ({mode:o})");
+    let path = dir.join("bootstrap");
+    let mut out = std::fs::File::create(&path).unwrap();
+    std::io::copy(&mut entry, &mut out).expect("extract bootstrap");
+    drop(out);
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
 }

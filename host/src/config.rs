@@ -52,6 +52,10 @@ pub struct ServeConfig {
     /// Time limit for one request, in milliseconds.
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
+    /// Time limit for one admin request, in milliseconds: an upload answers once the
+    /// component is compiled, which takes tens of seconds for JavaScript or Python ones.
+    #[arg(long, env = "ADMIN_TIMEOUT_MS", default_value_t = 300_000)]
+    pub admin_timeout_ms: u64,
     /// Records the stream buffer holds before requests get 503 + Retry-After.
     #[arg(long, env = "STREAM_BUFFER_RECORDS", default_value_t = 10_000)]
     pub stream_buffer_records: usize,
@@ -81,8 +85,8 @@ impl ServeConfig {
         if self.max_body_bytes == 0 || self.max_plugin_bytes == 0 {
             return Err("body limits must be positive".into());
         }
-        if self.request_timeout_ms == 0 {
-            return Err("REQUEST_TIMEOUT_MS must be positive".into());
+        if self.request_timeout_ms == 0 || self.admin_timeout_ms == 0 {
+            return Err("REQUEST_TIMEOUT_MS and ADMIN_TIMEOUT_MS must be positive".into());
         }
         if self.stream_buffer_records == 0 {
             return Err("STREAM_BUFFER_RECORDS must be positive".into());
@@ -100,6 +104,11 @@ impl ServeConfig {
     /// The request time limit.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// The admin request time limit.
+    pub fn admin_timeout(&self) -> Duration {
+        Duration::from_millis(self.admin_timeout_ms)
     }
 }
 
@@ -121,6 +130,7 @@ impl fmt::Debug for ServeConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_plugin_bytes", &self.max_plugin_bytes)
             .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("admin_timeout_ms", &self.admin_timeout_ms)
             .field("stream_buffer_records", &self.stream_buffer_records)
             .field("cache_capacity", &self.cache_capacity)
             .field("cache_ttl_secs", &self.cache_ttl_secs)

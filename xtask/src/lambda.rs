@@ -1,12 +1,15 @@
-//! The consumer's Lambda packaging and local Lambda emulator, through `cargo-lambda`
-//! (installed from PyPI with `ziglang`, which it uses to link for Amazon Linux 2023,
-//! into `target/venv-lambda`).
+//! The consumer's Lambda package, and the tools for it and for the local Lambda emulator:
+//! `cargo-lambda` (installed from PyPI with `ziglang`, which it uses to link for Amazon
+//! Linux 2023, into `target/venv-lambda`).
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, ZipWriter};
 
 /// The versions installed; bump deliberately.
 const CARGO_LAMBDA: &str = "cargo-lambda==1.9.2";
@@ -38,28 +41,68 @@ pub fn install_tools(root: &Path) -> Result<LambdaTools> {
     })
 }
 
-/// Builds the consumer for `provided.al2023` on x86_64 and returns the zip:
-/// `target/lambda/adtrack-consumer/bootstrap.zip`.
-pub fn package(root: &Path) -> Result<PathBuf> {
-    let tools = install_tools(root)?;
-    eprintln!("xtask: cargo lambda build --release --package {PACKAGE} (x86_64, provided.al2023)");
-    let status = cargo_lambda(&tools, root)
-        .args(["lambda", "build", "--release", "--x86-64"])
-        .args(["--package", PACKAGE, "--output-format", "zip"])
-        .status()
-        .context("cannot run cargo-lambda")?;
-    if !status.success() {
-        bail!("cargo lambda build failed ({status})");
-    }
-    let zip = root
-        .join("target/lambda")
-        .join(PACKAGE)
-        .join("bootstrap.zip");
-    if !zip.exists() {
-        bail!("cargo lambda build did not produce {}", zip.display());
-    }
+/// Which binary goes into the package.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Build {
+    /// Optimised and linked by zig against the glibc of Amazon Linux 2023, into
+    /// `target/lambda/` (what `cargo xtask deploy` uploads).
+    Release,
+    /// The binary of the workspace's debug build (`cargo build --workspace`, which must
+    /// have run), into `target/lambda-test/`: the test suite's copy of the package, made
+    /// without compiling the consumer a second time.
+    Test,
+}
+
+/// Builds the consumer's Lambda package for `provided.al2023` on x86_64: a zip holding
+/// only the executable `bootstrap`. Returns `<dir>/adtrack-consumer/bootstrap.zip`.
+pub fn package(root: &Path, build: Build) -> Result<PathBuf> {
+    let (binary, dir) = match build {
+        Build::Release => {
+            let tools = install_tools(root)?;
+            eprintln!(
+                "xtask: cargo lambda build --release --package {PACKAGE} (x86_64, provided.al2023)"
+            );
+            let status = cargo_lambda(&tools, root)
+                .args(["lambda", "build", "--release", "--x86-64"])
+                .args(["--output-format", "binary", "--package", PACKAGE])
+                .status()
+                .context("cannot run cargo-lambda")?;
+            crate::check(status, "cargo lambda build")?;
+            (
+                root.join("target/lambda").join(PACKAGE).join("bootstrap"),
+                root.join("target/lambda").join(PACKAGE),
+            )
+        }
+        Build::Test => (
+            root.join("target/debug").join(PACKAGE),
+            root.join("target/lambda-test").join(PACKAGE),
+        ),
+    };
+    let zip = dir.join("bootstrap.zip");
+    write_zip(&binary, &zip)?;
     eprintln!("xtask: packaged {}", zip.display());
     Ok(zip)
+}
+
+/// Writes a zip at `zip` holding `binary` as `bootstrap`, executable, as Lambda requires.
+fn write_zip(binary: &Path, zip: &Path) -> Result<()> {
+    let bytes = std::fs::read(binary)
+        .with_context(|| format!("cannot read the function binary {}", binary.display()))?;
+    if let Some(dir) = zip.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let file =
+        std::fs::File::create(zip).with_context(|| format!("cannot create {}", zip.display()))?;
+    let mut writer = ZipWriter::new(file);
+    let options = SimpleFileOptions::default()
+        .compression_method(CompressionMethod::Deflated)
+        .unix_permissions(0o755);
+    writer.start_file("bootstrap", options)?;
+    writer.write_all(&bytes)?;
+    writer
+        .finish()
+        .with_context(|| format!("cannot write {}", zip.display()))?;
+    Ok(())
 }
 
 /// A `cargo-lambda` command run from the workspace root with the venv first on `PATH`.
@@ -71,6 +114,7 @@ fn cargo_lambda(tools: &LambdaTools, root: &Path) -> Command {
     }
     let mut command = Command::new(&tools.cargo_lambda);
     command.current_dir(root).env("PATH", path);
+    crate::without_cargo_run_env(&mut command);
     command
 }
 

@@ -2,6 +2,7 @@
 
 mod infrastructure;
 mod lambda;
+mod languages;
 mod load_bench;
 mod plugins;
 mod services;
@@ -26,8 +27,14 @@ enum Task {
     Run,
     /// Install what the tests need, start services, run every check and test, stop what was started.
     Test,
-    /// Build every plugin component into target/plugins/.
+    /// Build every plugin component into target/plugins/, with the `tracking` plugin in
+    /// every language.
     Plugins,
+    /// Build the `tracking` plugin of one language (installing its tools if missing).
+    Language {
+        #[arg(value_enum)]
+        language: languages::Language,
+    },
     /// Check the CloudFormation templates: `cargo xtask infrastructure test`.
     #[command(subcommand)]
     Infrastructure(infrastructure::Command),
@@ -42,13 +49,18 @@ enum Task {
 fn main() -> ExitCode {
     let root = workspace_root();
     let result = match Cli::parse().command {
-        Task::Plugins => plugins::build(&root),
-        Task::Run => run(&root),
+        Task::Plugins => plugins::build(&root).and_then(|()| languages::build(&root)),
+        Task::Language { language } => {
+            plugins::build(&root).and_then(|()| languages::build_one(&root, language))
+        }
+        Task::Run => run_pipeline(&root),
         Task::Test => test(&root),
         Task::Infrastructure(command) => infrastructure::run(&root, command),
         Task::Deploy(args) => infrastructure::deploy(&root, &args),
         Task::LoadBench(args) => load_bench::run(&root, &args),
-        Task::Package => lambda::package(&root).map(|zip| println!("{}", zip.display())),
+        Task::Package => {
+            lambda::package(&root, lambda::Build::Release).map(|zip| println!("{}", zip.display()))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -59,7 +71,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(root: &Path) -> Result<()> {
+fn run_pipeline(root: &Path) -> Result<()> {
     plugins::build(root)?;
     let events = std::fs::File::open(root.join("host/samples/events.jsonl"))
         .context("cannot open host/samples/events.jsonl")?;
@@ -90,6 +102,7 @@ fn run(root: &Path) -> Result<()> {
 
 fn test(root: &Path) -> Result<()> {
     plugins::build(root)?;
+    languages::build(root)?;
     step(root, "format", &["fmt", "--all", "--", "--check"], &[])?;
     step(
         root,
@@ -110,12 +123,15 @@ fn test(root: &Path) -> Result<()> {
         &["build", "--workspace", "--all-targets"],
         &[],
     )?;
+    let package = lambda::package(root, lambda::Build::Test)?;
     let services = services::Services::start(root)?;
+    let mut env = services.env();
+    env.push(("LAMBDA_PACKAGE".to_owned(), package.display().to_string()));
     step(
         root,
         "tests",
         &["test", "--workspace", "--all-targets"],
-        &services.env(),
+        &env,
     )?;
     drop(services);
     infrastructure::test(root)?;
@@ -133,6 +149,14 @@ fn step(root: &Path, name: &str, args: &[&str], env: &[(String, String)]) -> Res
     check(status, name)
 }
 
+/// Runs `command`, failing with `what` if it cannot start or exits unsuccessfully.
+pub(crate) fn run(command: &mut Command, what: &str) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {what}"))?;
+    check(status, what)
+}
+
 fn check(status: std::process::ExitStatus, what: &str) -> Result<()> {
     if !status.success() {
         bail!("{what} failed ({status})");
@@ -144,7 +168,27 @@ fn check(status: std::process::ExitStatus, what: &str) -> Result<()> {
 pub(crate) fn cargo(root: &Path) -> Command {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command.current_dir(root);
+    without_cargo_run_env(&mut command);
     command
+}
+
+/// Removes the variables `cargo run` set for xtask itself (`CARGO_PKG_NAME`,
+/// `CARGO_MANIFEST_DIR`, …) from a command that builds: build scripts such as ring's rerun
+/// when they differ from the last build, and that would rebuild a good part of the
+/// dependency graph whenever a build alternates between xtask and a plain `cargo`.
+pub(crate) fn without_cargo_run_env(command: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let set_by_cargo_run = name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                name,
+                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+            );
+        if set_by_cargo_run {
+            command.env_remove(name);
+        }
+    }
 }
 
 fn workspace_root() -> PathBuf {

@@ -48,7 +48,7 @@ pub struct RedisCoreData {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot connect to Redis at {url}: {reason}")]
 pub struct RedisConnectError {
-    /// The URL (password redacted by the caller's config printing, not here: only the host).
+    /// The host part of the URL, without credentials.
     pub url: String,
     /// Why.
     pub reason: String,

@@ -47,13 +47,19 @@ pub struct AppState {
     pub max_batch_events: usize,
 }
 
-/// The host's routes with limits, timeouts, tracing and request metrics.
+/// The host's routes with limits, timeouts, tracing and request metrics. Admin routes
+/// have their own body limit and timeout: an upload carries a component and answers only
+/// once it is compiled.
 pub fn router(state: AppState, config: &ServeConfig) -> Router {
     let admin = Router::new()
         .route("/admin/plugins", get(admin::list))
         .route("/admin/plugins/{name}", put(admin::upload))
         .route("/admin/plugins/{name}/rollback", post(admin::rollback))
         .layer(DefaultBodyLimit::max(config.max_plugin_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.admin_timeout(),
+        ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             admin::require_token,
@@ -66,12 +72,12 @@ pub fn router(state: AppState, config: &ServeConfig) -> Router {
         .route("/health/check", get(health::check))
         .route("/metrics", get(health::metrics))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .merge(admin)
-        .route_layer(middleware::from_fn(record_request))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout(),
         ))
+        .merge(admin)
+        .route_layer(middleware::from_fn(record_request))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

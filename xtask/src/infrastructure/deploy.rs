@@ -1,35 +1,22 @@
-//! The CloudFormation deployment in `infrastructure/`: `cargo xtask infrastructure test`
-//! checks the templates (cfn-lint, then the pytest suite against moto) and
-//! `cargo xtask deploy` uploads the artifacts and deploys the stack with the AWS CLI.
+//! `cargo xtask deploy`: upload the consumer package, package and deploy the templates
+//! with the AWS CLI, then upload the pipeline file and its plugins to the plugin bucket.
+//! Every external command is a `Step`, so the plan can be printed (`--dry-run`) and tested.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command as Process;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand};
+use clap::Args;
 
-/// The Python tools the checks need live here, away from the system Python.
-const VENV: &str = "target/venv";
-/// The pinned Python requirements of the checks.
-const REQUIREMENTS: &str = "infrastructure/requirements.txt";
-/// A copy of the requirements the virtualenv was last installed from.
-const INSTALLED_STAMP: &str = "target/venv/adtrack-requirements.txt";
-/// The root template; the nested ones are in `infrastructure/stacks/`.
-const ROOT_TEMPLATE: &str = "infrastructure/adtrack.yaml";
+use super::ROOT_TEMPLATE;
+
 /// The root template with its nested templates' paths rewritten to S3 URLs.
 const PACKAGED_TEMPLATE: &str = "target/infrastructure/adtrack.packaged.yaml";
-/// The consumer package `cargo lambda build --release --output-format zip` writes.
+/// The consumer package `cargo xtask package` writes.
 const CONSUMER_PACKAGE: &str = "target/lambda/adtrack-consumer/bootstrap.zip";
 /// The pipeline file uploaded beside the plugins it names.
 const PIPELINE_FILE: &str = "pipeline.toml";
-
-/// `cargo xtask infrastructure …`
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run cfn-lint over every template, then the template tests against moto.
-    Test,
-}
 
 /// `cargo xtask deploy`: where and what to deploy. Needs the AWS CLI and credentials.
 #[derive(Debug, Clone, Args)]
@@ -60,37 +47,6 @@ pub struct DeployArgs {
     pub dry_run: bool,
 }
 
-/// Runs one `cargo xtask infrastructure` command.
-pub fn run(root: &Path, command: Command) -> Result<()> {
-    match command {
-        Command::Test => test(root),
-    }
-}
-
-/// Installs the Python tools if needed, lints every template and runs the template tests.
-pub fn test(root: &Path) -> Result<()> {
-    let venv = ensure_venv(root)?;
-    let templates = templates(root)?;
-    eprintln!(
-        "xtask: infrastructure: cfn-lint over {} templates",
-        templates.len()
-    );
-    let status = Process::new(venv.join("bin/cfn-lint"))
-        .current_dir(root)
-        .args(&templates)
-        .status()
-        .context("cannot start cfn-lint")?;
-    crate::check(status, "cfn-lint")?;
-    eprintln!("xtask: infrastructure: pytest (templates, and the stacks deployed in moto)");
-    let status = Process::new(venv.join("bin/python"))
-        .current_dir(root.join("infrastructure"))
-        .args(["-m", "pytest"])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .status()
-        .context("cannot start pytest")?;
-    crate::check(status, "the infrastructure tests")
-}
-
 /// Uploads the consumer package, packages and deploys the templates, then uploads the
 /// pipeline file and the plugins it names to the stack's plugin bucket.
 pub fn deploy(root: &Path, args: &DeployArgs) -> Result<()> {
@@ -99,16 +55,13 @@ pub fn deploy(root: &Path, args: &DeployArgs) -> Result<()> {
         Err(_) if args.dry_run => format!("{}/consumer/bootstrap-<hash>.zip", args.stack_name),
         Err(error) => {
             return Err(error).with_context(|| {
-                format!(
-                    "cannot read {CONSUMER_PACKAGE}; build it with \
-                     `cargo lambda build --release --output-format zip -p adtrack-consumer`"
-                )
+                format!("cannot read {CONSUMER_PACKAGE}; build it with `cargo xtask package`")
             });
         }
     };
     let pipeline = std::fs::read_to_string(root.join(PIPELINE_FILE))
         .with_context(|| format!("cannot read {PIPELINE_FILE}"))?;
-    let plugins = pipeline_plugin_paths(&pipeline);
+    let plugins = pipeline_plugin_paths(&pipeline)?;
     for plugin in &plugins {
         if !args.dry_run && !root.join(plugin).is_file() {
             bail!("{plugin} is missing; build the plugins with `cargo xtask plugins`");
@@ -302,17 +255,21 @@ fn consumer_key(stack_name: &str, package: &[u8]) -> String {
     format!("{stack_name}/consumer/bootstrap-{hash:016x}.zip")
 }
 
-/// The `path = "…"` values of a pipeline file: the plugin components it loads.
-fn pipeline_plugin_paths(pipeline: &str) -> Vec<String> {
-    pipeline
-        .lines()
-        .filter_map(|line| {
-            let (key, value) = line.split_once('=')?;
-            if key.trim() != "path" {
-                return None;
-            }
-            let (path, _) = value.trim().strip_prefix('"')?.split_once('"')?;
-            Some(path.to_owned())
+/// The `path` of every `[plugins.NAME]` table of a pipeline file: the components it loads.
+fn pipeline_plugin_paths(pipeline: &str) -> Result<Vec<String>> {
+    let pipeline: toml::Table =
+        toml::from_str(pipeline).with_context(|| format!("{PIPELINE_FILE} is not valid TOML"))?;
+    let Some(plugins) = pipeline.get("plugins").and_then(toml::Value::as_table) else {
+        return Ok(Vec::new());
+    };
+    plugins
+        .iter()
+        .map(|(name, plugin)| {
+            plugin
+                .get("path")
+                .and_then(toml::Value::as_str)
+                .map(str::to_owned)
+                .with_context(|| format!("plugin {name} in {PIPELINE_FILE} has no path"))
         })
         .collect()
 }
@@ -344,65 +301,6 @@ fn capture(root: &Path, step: &Step) -> Result<String> {
         bail!("the stack has no PluginBucketName output");
     }
     Ok(text)
-}
-
-/// Creates the virtualenv if missing and installs the requirements when they changed.
-fn ensure_venv(root: &Path) -> Result<PathBuf> {
-    let venv = root.join(VENV);
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        let system_python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
-        eprintln!("xtask: infrastructure: creating {VENV} with {system_python}");
-        let status = Process::new(&system_python)
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .with_context(|| format!("cannot run {system_python} (Python 3 is needed)"))?;
-        crate::check(status, "python3 -m venv")?;
-    }
-    let wanted = std::fs::read_to_string(root.join(REQUIREMENTS))
-        .with_context(|| format!("cannot read {REQUIREMENTS}"))?;
-    let installed = std::fs::read_to_string(root.join(INSTALLED_STAMP)).unwrap_or_default();
-    if installed != wanted {
-        eprintln!("xtask: infrastructure: installing {REQUIREMENTS} into {VENV}");
-        let status = Process::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .arg("--requirement")
-            .arg(root.join(REQUIREMENTS))
-            .status()
-            .context("cannot run pip")?;
-        crate::check(status, "pip install")?;
-        std::fs::write(root.join(INSTALLED_STAMP), wanted)
-            .with_context(|| format!("cannot write {INSTALLED_STAMP}"))?;
-    }
-    Ok(venv)
-}
-
-/// The root template and every nested template, as paths relative to the root.
-fn templates(root: &Path) -> Result<Vec<String>> {
-    let stacks = root.join("infrastructure/stacks");
-    let mut nested = Vec::new();
-    for entry in
-        std::fs::read_dir(&stacks).with_context(|| format!("cannot list {}", stacks.display()))?
-    {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".yaml") {
-            nested.push(format!("infrastructure/stacks/{name}"));
-        }
-    }
-    if nested.is_empty() {
-        bail!("no templates in {}", stacks.display());
-    }
-    nested.sort();
-    Ok(std::iter::once(ROOT_TEMPLATE.to_owned())
-        .chain(nested)
-        .collect())
 }
 
 #[cfg(test)]
@@ -510,8 +408,8 @@ path = "target/plugins/enrich.wasm"     # relative to the pipeline file
 timeout-ms = 50
 "#;
         assert_eq!(
-            pipeline_plugin_paths(pipeline),
-            ["target/plugins/filter.wasm", "target/plugins/enrich.wasm"]
+            pipeline_plugin_paths(pipeline).unwrap(),
+            ["target/plugins/enrich.wasm", "target/plugins/filter.wasm"]
         );
     }
 
@@ -519,7 +417,7 @@ timeout-ms = 50
     fn the_repository_pipeline_names_only_example_plugins() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let pipeline = std::fs::read_to_string(root.join(PIPELINE_FILE)).unwrap();
-        let plugins = pipeline_plugin_paths(&pipeline);
+        let plugins = pipeline_plugin_paths(&pipeline).unwrap();
         assert!(!plugins.is_empty());
         assert!(
             plugins

@@ -1,0 +1,120 @@
+//! The CloudFormation deployment in `infrastructure/`: `cargo xtask infrastructure test`
+//! checks the templates (cfn-lint, then the pytest suite against moto); `deploy` uploads the
+//! artifacts and deploys the stack with the AWS CLI.
+
+mod deploy;
+
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+
+pub use deploy::{DeployArgs, deploy};
+
+/// The Python tools the checks need live here, away from the system Python.
+const VENV: &str = "target/venv";
+/// The pinned Python requirements of the checks.
+const REQUIREMENTS: &str = "infrastructure/requirements.txt";
+/// A copy of the requirements the virtualenv was last installed from.
+const INSTALLED_STAMP: &str = "target/venv/adtrack-requirements.txt";
+/// The root template; the nested ones are in `infrastructure/stacks/`.
+const ROOT_TEMPLATE: &str = "infrastructure/adtrack.yaml";
+
+/// `cargo xtask infrastructure …`
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run cfn-lint over every template, then the template tests against moto.
+    Test,
+}
+
+/// Runs one `cargo xtask infrastructure` command.
+pub fn run(root: &Path, command: Command) -> Result<()> {
+    match command {
+        Command::Test => test(root),
+    }
+}
+
+/// Installs the Python tools if needed, lints every template and runs the template tests.
+pub fn test(root: &Path) -> Result<()> {
+    let venv = ensure_venv(root)?;
+    let templates = templates(root)?;
+    eprintln!(
+        "xtask: infrastructure: cfn-lint over {} templates",
+        templates.len()
+    );
+    let status = Process::new(venv.join("bin/cfn-lint"))
+        .current_dir(root)
+        .args(&templates)
+        .status()
+        .context("cannot start cfn-lint")?;
+    crate::check(status, "cfn-lint")?;
+    eprintln!("xtask: infrastructure: pytest (templates, and the stacks deployed in moto)");
+    let status = Process::new(venv.join("bin/python"))
+        .current_dir(root.join("infrastructure"))
+        .args(["-m", "pytest"])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .status()
+        .context("cannot start pytest")?;
+    crate::check(status, "the infrastructure tests")
+}
+
+/// Uploads the consumer package, packages and deploys the templates, then uploads the
+/// Creates the virtualenv if missing and installs the requirements when they changed.
+fn ensure_venv(root: &Path) -> Result<PathBuf> {
+    let venv = root.join(VENV);
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let system_python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
+        eprintln!("xtask: infrastructure: creating {VENV} with {system_python}");
+        let status = Process::new(&system_python)
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .with_context(|| format!("cannot run {system_python} (Python 3 is needed)"))?;
+        crate::check(status, "python3 -m venv")?;
+    }
+    let wanted = std::fs::read_to_string(root.join(REQUIREMENTS))
+        .with_context(|| format!("cannot read {REQUIREMENTS}"))?;
+    let installed = std::fs::read_to_string(root.join(INSTALLED_STAMP)).unwrap_or_default();
+    if installed != wanted {
+        eprintln!("xtask: infrastructure: installing {REQUIREMENTS} into {VENV}");
+        let status = Process::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .arg("--requirement")
+            .arg(root.join(REQUIREMENTS))
+            .status()
+            .context("cannot run pip")?;
+        crate::check(status, "pip install")?;
+        std::fs::write(root.join(INSTALLED_STAMP), wanted)
+            .with_context(|| format!("cannot write {INSTALLED_STAMP}"))?;
+    }
+    Ok(venv)
+}
+
+/// The root template and every nested template, as paths relative to the root.
+fn templates(root: &Path) -> Result<Vec<String>> {
+    let stacks = root.join("infrastructure/stacks");
+    let mut nested = Vec::new();
+    for entry in
+        std::fs::read_dir(&stacks).with_context(|| format!("cannot list {}", stacks.display()))?
+    {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".yaml") {
+            nested.push(format!("infrastructure/stacks/{name}"));
+        }
+    }
+    if nested.is_empty() {
+        bail!("no templates in {}", stacks.display());
+    }
+    nested.sort();
+    Ok(std::iter::once(ROOT_TEMPLATE.to_owned())
+        .chain(nested)
+        .collect())
+}

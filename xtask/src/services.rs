@@ -77,7 +77,9 @@ impl Services {
         if !dynamodb_ready() {
             let jar_dir = dynamodb_local_dir(&npm_tools)?;
             let mut command = Command::new("java");
+            // It writes dynamodb-local-metadata.json into its working directory.
             command
+                .current_dir(&logs)
                 .arg(format!(
                     "-Djava.library.path={}",
                     jar_dir.join("DynamoDBLocal_lib").display()

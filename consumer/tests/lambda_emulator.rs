@@ -438,40 +438,66 @@ async fn the_function_reports_exactly_the_records_to_redeliver_as_batch_item_fai
     drop(watch);
 }
 
-/// The deployable artifact itself: `bootstrap` from the zip that `cargo xtask package`
-/// builds (`LAMBDA_PACKAGE`, set by `cargo xtask test`) handles the same mixed batch.
+/// The deployable artifact itself: the zip that `cargo xtask package` builds
+/// (`LAMBDA_PACKAGE`, set by `cargo xtask test`), unpacked as Lambda unpacks it into
+/// `/var/task`, runs `bootstrap` with its own `pipeline.toml` and handles the mixed batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_packaged_bootstrap_answers_an_invoke() {
     let package = PathBuf::from(std::env::var("LAMBDA_PACKAGE").unwrap_or_else(|_| {
         panic!(
             "LAMBDA_PACKAGE is not set: run `cargo xtask test`, which builds the Lambda zip \
-             (`cargo xtask package`) and names it here"
+             and names it here"
         )
     }));
-    let dir = tempfile::tempdir().unwrap();
-    let bootstrap = extract_bootstrap(&package, dir.path());
+    let task_dir = tempfile::tempdir().unwrap();
+    unpack(&package, task_dir.path());
     let mut backends = backends().await;
+    for (name, value) in &mut backends.env {
+        if *name == "PIPELINE_FILE" {
+            *value = task_dir.path().join("pipeline.toml").display().to_string();
+        }
+    }
     let port = free_port();
+    let bootstrap = task_dir.path().join("bootstrap");
     let watch = start_watch(&bootstrap, port, &backends.env, watch_log());
     let watch = a_mixed_batch_is_stored_or_dead_lettered(&mut backends, watch, port).await;
     drop(watch);
 }
 
-/// Checks that `package` holds exactly an executable `bootstrap` (what `provided.al2023`
-/// runs) and extracts it into `dir`.
-fn extract_bootstrap(package: &Path, dir: &Path) -> PathBuf {
+/// Unpacks `package` into `dir`, checking that it holds an executable `bootstrap` and the
+/// pipeline file with every plugin component the file names.
+fn unpack(package: &Path, dir: &Path) {
     let file = std::fs::File::open(package)
         .unwrap_or_else(|error| panic!("cannot open {}: {error}", package.display()));
     let mut archive = zip::ZipArchive::new(file).expect("the package is a zip");
-    let names: Vec<&str> = archive.file_names().collect();
-    assert_eq!(names, ["bootstrap"], "the package holds only bootstrap");
-    let mut entry = archive.by_name("bootstrap").expect("bootstrap");
-    let mode = entry.unix_mode().expect("bootstrap has Unix permissions");
+    let names: Vec<String> = archive.file_names().map(str::to_owned).collect();
+    assert!(
+        names.iter().any(|name| name == "bootstrap")
+            && names.iter().any(|name| name == "pipeline.toml"),
+        "the package holds bootstrap and pipeline.toml: {names:?}"
+    );
+    let mode = archive
+        .by_name("bootstrap")
+        .expect("bootstrap")
+        .unix_mode()
+        .expect("bootstrap has Unix permissions");
     assert_ne!(mode & 0o111, 0, "bootstrap is executable ({mode:o})");
-    let path = dir.join("bootstrap");
-    let mut out = std::fs::File::create(&path).unwrap();
-    std::io::copy(&mut entry, &mut out).expect("extract bootstrap");
-    drop(out);
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    path
+    archive.extract(dir).expect("the package unpacks");
+    std::fs::set_permissions(
+        dir.join("bootstrap"),
+        std::os::unix::fs::PermissionsExt::from_mode(mode),
+    )
+    .unwrap();
+    let pipeline = std::fs::read_to_string(dir.join("pipeline.toml")).unwrap();
+    for line in pipeline.lines() {
+        if let Some(path) = line
+            .strip_prefix("path = \"")
+            .and_then(|rest| rest.split('"').next())
+        {
+            assert!(
+                dir.join(path).is_file(),
+                "the package lacks {path}, which its pipeline.toml names: {names:?}"
+            );
+        }
+    }
 }

@@ -11,6 +11,8 @@ use anyhow::{Context, Result, bail};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
+use crate::pipeline_file;
+
 /// The versions installed; bump deliberately.
 const CARGO_LAMBDA: &str = "cargo-lambda==1.9.2";
 const ZIGLANG: &str = "ziglang==0.17.1";
@@ -53,8 +55,10 @@ pub enum Build {
     Test,
 }
 
-/// Builds the consumer's Lambda package for `provided.al2023` on x86_64: a zip holding
-/// only the executable `bootstrap`. Returns `<dir>/adtrack-consumer/bootstrap.zip`.
+/// Builds the consumer's Lambda package for `provided.al2023` on x86_64: a zip holding the
+/// executable `bootstrap`, `pipeline.toml` and the plugin components it names, at the same
+/// relative paths (Lambda unpacks it into `/var/task`, so the function runs with
+/// `PIPELINE_FILE=/var/task/pipeline.toml`). Returns `<dir>/adtrack-consumer/bootstrap.zip`.
 pub fn package(root: &Path, build: Build) -> Result<PathBuf> {
     let (binary, dir) = match build {
         Build::Release => {
@@ -79,26 +83,39 @@ pub fn package(root: &Path, build: Build) -> Result<PathBuf> {
         ),
     };
     let zip = dir.join("bootstrap.zip");
-    write_zip(&binary, &zip)?;
+    write_zip(root, &binary, &zip)?;
     eprintln!("xtask: packaged {}", zip.display());
     Ok(zip)
 }
 
-/// Writes a zip at `zip` holding `binary` as `bootstrap`, executable, as Lambda requires.
-fn write_zip(binary: &Path, zip: &Path) -> Result<()> {
-    let bytes = std::fs::read(binary)
-        .with_context(|| format!("cannot read the function binary {}", binary.display()))?;
+/// Writes the package at `zip`: `binary` as `bootstrap`, executable, as Lambda requires,
+/// then the pipeline file and its plugins.
+fn write_zip(root: &Path, binary: &Path, zip: &Path) -> Result<()> {
+    let plugins = pipeline_file::plugin_paths(root)?;
     if let Some(dir) = zip.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let file =
         std::fs::File::create(zip).with_context(|| format!("cannot create {}", zip.display()))?;
     let mut writer = ZipWriter::new(file);
-    let options = SimpleFileOptions::default()
-        .compression_method(CompressionMethod::Deflated)
-        .unix_permissions(0o755);
-    writer.start_file("bootstrap", options)?;
-    writer.write_all(&bytes)?;
+    let options = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
+    let entries = std::iter::once(("bootstrap", binary.to_path_buf(), 0o755))
+        .chain(std::iter::once((
+            pipeline_file::PIPELINE_FILE,
+            root.join(pipeline_file::PIPELINE_FILE),
+            0o644,
+        )))
+        .chain(
+            plugins
+                .iter()
+                .map(|path| (path.as_str(), root.join(path), 0o644)),
+        );
+    for (name, source, mode) in entries {
+        let bytes =
+            std::fs::read(&source).with_context(|| format!("cannot read {}", source.display()))?;
+        writer.start_file(name, options.unix_permissions(mode))?;
+        writer.write_all(&bytes)?;
+    }
     writer
         .finish()
         .with_context(|| format!("cannot write {}", zip.display()))?;

@@ -1,5 +1,5 @@
 //! `cargo xtask load-bench`: wrk over loopback against `GET /event/{id}` on the host
-//! (embedded defaults, full plugin chain) and against a bare axum handler, same run.
+//! (embedded defaults; with and without plugins) and against a bare axum handler, same run.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -19,7 +19,23 @@ pub struct LoadBenchArgs {
     connections: u32,
 }
 
-/// Builds both servers in release mode, loads each with wrk and prints the ratio.
+/// The host setups measured, each against the same bare axum baseline: the default
+/// pipeline with either durability, and the stages without plugins, which isolates what the
+/// plugin chain costs.
+const HOST_SETUPS: [(&str, &[(&str, &str)]); 3] = [
+    ("adtrack-host, default pipeline, `ACK=stream`", &[]),
+    (
+        "adtrack-host, default pipeline, `ACK=buffer`",
+        &[("ACK", "buffer")],
+    ),
+    (
+        "adtrack-host, no plugins, `ACK=stream`",
+        &[("PIPELINE_FILE", "target/load-bench/no-plugins.toml")],
+    ),
+];
+
+/// Builds release binaries, loads the bare handler and each host setup in turn, and prints
+/// a Markdown table with each one's throughput relative to the bare handler.
 pub fn run(root: &Path, args: &LoadBenchArgs) -> Result<()> {
     ensure_wrk()?;
     crate::plugins::build(root)?;
@@ -38,25 +54,12 @@ pub fn run(root: &Path, args: &LoadBenchArgs) -> Result<()> {
         .context("cannot start cargo")?;
     crate::check(status, "release build")?;
     let release = root.join("target/release");
-    let data_dir = root.join("target/load-bench");
-    let _ = std::fs::remove_dir_all(&data_dir);
-
-    let host_port = free_port()?;
-    let host = Server(
-        Command::new(release.join("adtrack-host"))
-            .arg("serve")
-            .current_dir(root)
-            .env("LISTEN_ADDR", format!("127.0.0.1:{host_port}"))
-            .env("DATA_DIR", &data_dir)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .spawn()
-            .context("cannot start adtrack-host")?,
-    );
-    wait_for(&format!("http://127.0.0.1:{host_port}/health/check"))?;
-    curl(&format!("http://127.0.0.1:{host_port}/cache/fill"))?;
-    let host_result = wrk(&format!("http://127.0.0.1:{host_port}/event/212313"), args)?;
-    drop(host);
+    let work_dir = root.join("target/load-bench");
+    std::fs::create_dir_all(&work_dir)?;
+    std::fs::write(
+        work_dir.join("no-plugins.toml"),
+        "[pipeline]\nhost = []\nconsumer = []\n",
+    )?;
 
     let bare_port = free_port()?;
     let bare = Server(
@@ -66,25 +69,50 @@ pub fn run(root: &Path, args: &LoadBenchArgs) -> Result<()> {
             .context("cannot start the bare axum example")?,
     );
     wait_for(&format!("http://127.0.0.1:{bare_port}/event/1"))?;
-    let bare_result = wrk(&format!("http://127.0.0.1:{bare_port}/event/212313"), args)?;
+    let (bare_rate, bare_latency) =
+        wrk(&format!("http://127.0.0.1:{bare_port}/event/212313"), args)?;
     drop(bare);
 
-    println!("| target | requests/s | mean latency |");
-    println!("|---|---|---|");
+    let mut rows = vec![(
+        "bare axum handler".to_owned(),
+        bare_rate,
+        bare_latency.clone(),
+    )];
+    for (label, env) in HOST_SETUPS {
+        let data_dir = work_dir.join("data");
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let port = free_port()?;
+        let host = Server(
+            Command::new(release.join("adtrack-host"))
+                .arg("serve")
+                .current_dir(root)
+                .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+                .env("DATA_DIR", &data_dir)
+                .env("RUST_LOG", "error")
+                .envs(env.iter().copied())
+                .stdout(Stdio::null())
+                .spawn()
+                .context("cannot start adtrack-host")?,
+        );
+        wait_for(&format!("http://127.0.0.1:{port}/health/check"))?;
+        curl(&format!("http://127.0.0.1:{port}/cache/fill"))?;
+        let (rate, latency) = wrk(&format!("http://127.0.0.1:{port}/event/212313"), args)?;
+        drop(host);
+        rows.push((label.to_owned(), rate, latency));
+    }
+
     println!(
-        "| bare axum handler | {:.0} | {} |",
-        bare_result.0, bare_result.1
+        "{} connections, {} s each, wrk -t 2 on the same machine:\n",
+        args.connections, args.seconds
     );
-    println!(
-        "| adtrack-host `/event/{{id}}` | {:.0} | {} |",
-        host_result.0, host_result.1
-    );
-    println!(
-        "host / bare throughput ratio: {:.3} ({} connections, {} s each)",
-        host_result.0 / bare_result.0,
-        args.connections,
-        args.seconds
-    );
+    println!("| target | requests/s | mean latency | throughput vs bare |");
+    println!("|---|---:|---:|---:|");
+    for (label, rate, latency) in rows {
+        println!(
+            "| {label} | {rate:.0} | {latency} | {:.3} |",
+            rate / bare_rate
+        );
+    }
     Ok(())
 }
 

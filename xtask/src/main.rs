@@ -4,6 +4,7 @@ mod infrastructure;
 mod lambda;
 mod languages;
 mod load_bench;
+mod pipeline_file;
 mod plugins;
 mod services;
 
@@ -23,13 +24,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Build the example plugins and run the pipeline on its embedded defaults.
+    /// Build the example plugins and serve the whole pipeline on its embedded defaults
+    /// (no AWS, no Redis) at LISTEN_ADDR (127.0.0.1:8080).
     Run,
     /// Install what the tests need, start services, run every check and test, stop what was started.
     Test,
     /// Build every plugin component into target/plugins/, with the `tracking` plugin in
     /// every language.
-    Plugins,
+    Plugins {
+        /// Only the Rust plugins: what the default pipeline and the container image need.
+        #[arg(long)]
+        rust_only: bool,
+    },
     /// Build the `tracking` plugin of one language (installing its tools if missing).
     Language {
         #[arg(value_enum)]
@@ -49,7 +55,10 @@ enum Task {
 fn main() -> ExitCode {
     let root = workspace_root();
     let result = match Cli::parse().command {
-        Task::Plugins => plugins::build(&root).and_then(|()| languages::build(&root)),
+        Task::Plugins { rust_only: true } => plugins::build(&root),
+        Task::Plugins { rust_only: false } => {
+            plugins::build(&root).and_then(|()| languages::build(&root))
+        }
         Task::Language { language } => {
             plugins::build(&root).and_then(|()| languages::build_one(&root, language))
         }
@@ -71,33 +80,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// Builds the Rust plugins and serves the whole pipeline on its embedded defaults (HTTP,
+/// in-process core data, plugin chain, local stream log, in-process consumer and store)
+/// until interrupted.
 fn run_pipeline(root: &Path) -> Result<()> {
     plugins::build(root)?;
-    let events = std::fs::File::open(root.join("host/samples/events.jsonl"))
-        .context("cannot open host/samples/events.jsonl")?;
+    let listen = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    let url = format!("http://{}", listen.replace("0.0.0.0", "localhost"));
+    // The same build as `cargo xtask test`'s (features unify over the whole workspace and
+    // its test targets), so that running one command after the other rebuilds nothing.
+    step(
+        root,
+        "build",
+        &["build", "--workspace", "--all-targets"],
+        &[],
+    )?;
     eprintln!(
-        "xtask: running the host plugin chain from pipeline.toml over host/samples/events.jsonl"
+        "xtask: serving pipeline.toml on its embedded defaults at {url} (Ctrl-C stops)\n\
+         xtask:   curl {url}/cache/fill && curl {url}/event/212313"
     );
-    let status = cargo(root)
-        .args([
-            "run",
-            "--quiet",
-            "--package",
-            "adtrack-host",
-            "--",
-            "pipeline",
-            "run",
-        ])
-        .args([
-            "--pipeline",
-            "pipeline.toml",
-            "--core-data",
-            "host/samples/core-data.json",
-        ])
-        .stdin(events)
+    let status = Command::new(root.join("target/debug/adtrack-host"))
+        .arg("serve")
+        .current_dir(root)
+        .env("LISTEN_ADDR", &listen)
         .status()
-        .context("cannot start cargo")?;
-    check(status, "adtrack-host pipeline run")
+        .context("cannot start target/debug/adtrack-host")?;
+    check(status, "adtrack-host serve")
 }
 
 fn test(root: &Path) -> Result<()> {

@@ -10,13 +10,12 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use super::ROOT_TEMPLATE;
+use crate::pipeline_file::PIPELINE_FILE;
 
 /// The root template with its nested templates' paths rewritten to S3 URLs.
 const PACKAGED_TEMPLATE: &str = "target/infrastructure/adtrack.packaged.yaml";
 /// The consumer package `cargo xtask package` writes.
 const CONSUMER_PACKAGE: &str = "target/lambda/adtrack-consumer/bootstrap.zip";
-/// The pipeline file uploaded beside the plugins it names.
-const PIPELINE_FILE: &str = "pipeline.toml";
 
 /// `cargo xtask deploy`: where and what to deploy. Needs the AWS CLI and credentials.
 #[derive(Debug, Clone, Args)]
@@ -59,9 +58,7 @@ pub fn deploy(root: &Path, args: &DeployArgs) -> Result<()> {
             });
         }
     };
-    let pipeline = std::fs::read_to_string(root.join(PIPELINE_FILE))
-        .with_context(|| format!("cannot read {PIPELINE_FILE}"))?;
-    let plugins = pipeline_plugin_paths(&pipeline)?;
+    let plugins = crate::pipeline_file::plugin_paths(root)?;
     for plugin in &plugins {
         if !args.dry_run && !root.join(plugin).is_file() {
             bail!("{plugin} is missing; build the plugins with `cargo xtask plugins`");
@@ -255,25 +252,6 @@ fn consumer_key(stack_name: &str, package: &[u8]) -> String {
     format!("{stack_name}/consumer/bootstrap-{hash:016x}.zip")
 }
 
-/// The `path` of every `[plugins.NAME]` table of a pipeline file: the components it loads.
-fn pipeline_plugin_paths(pipeline: &str) -> Result<Vec<String>> {
-    let pipeline: toml::Table =
-        toml::from_str(pipeline).with_context(|| format!("{PIPELINE_FILE} is not valid TOML"))?;
-    let Some(plugins) = pipeline.get("plugins").and_then(toml::Value::as_table) else {
-        return Ok(Vec::new());
-    };
-    plugins
-        .iter()
-        .map(|(name, plugin)| {
-            plugin
-                .get("path")
-                .and_then(toml::Value::as_str)
-                .map(str::to_owned)
-                .with_context(|| format!("plugin {name} in {PIPELINE_FILE} has no path"))
-        })
-        .collect()
-}
-
 fn execute(root: &Path, step: &Step, dry_run: bool) -> Result<()> {
     eprintln!("xtask: deploy: {step}");
     if dry_run {
@@ -393,38 +371,6 @@ mod tests {
         assert_eq!(
             consumer_key("adtrack", b"a"),
             "adtrack/consumer/bootstrap-af63dc4c8601ec8c.zip"
-        );
-    }
-
-    #[test]
-    fn pipeline_plugin_paths_are_read_from_path_keys() {
-        let pipeline = r#"
-[plugins.filter]
-path = "target/plugins/filter.wasm"
-config = { bot-patterns = "bot" }
-
-[plugins.enrich]
-path = "target/plugins/enrich.wasm"     # relative to the pipeline file
-timeout-ms = 50
-"#;
-        assert_eq!(
-            pipeline_plugin_paths(pipeline).unwrap(),
-            ["target/plugins/enrich.wasm", "target/plugins/filter.wasm"]
-        );
-    }
-
-    #[test]
-    fn the_repository_pipeline_names_only_example_plugins() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let pipeline = std::fs::read_to_string(root.join(PIPELINE_FILE)).unwrap();
-        let plugins = pipeline_plugin_paths(&pipeline).unwrap();
-        assert!(!plugins.is_empty());
-        assert!(
-            plugins
-                .iter()
-                .all(|path| path.starts_with("target/plugins/")
-                    && path.ends_with(".wasm")
-                    && !path.contains("hostile"))
         );
     }
 }

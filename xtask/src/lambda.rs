@@ -7,15 +7,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
-use crate::pipeline_file;
+use crate::{pipeline_file, python_venv};
 
-/// The versions installed; bump deliberately.
-const CARGO_LAMBDA: &str = "cargo-lambda==1.9.2";
-const ZIGLANG: &str = "ziglang==0.17.1";
+/// The pinned cargo-lambda and Zig.
+const REQUIREMENTS: &str = "xtask/requirements/lambda.txt";
 
 /// The package built into the function.
 pub const PACKAGE: &str = "adtrack-consumer";
@@ -30,15 +29,9 @@ pub struct LambdaTools {
 
 /// Installs `cargo-lambda` and `ziglang` into `target/venv-lambda` if missing.
 pub fn install_tools(root: &Path) -> Result<LambdaTools> {
-    let venv = root.join("target/venv-lambda");
-    let bin_dir = venv.join("bin");
-    let cargo_lambda = bin_dir.join("cargo-lambda");
-    if !cargo_lambda.exists() || !has_ziglang(&bin_dir) {
-        eprintln!("xtask: installing {CARGO_LAMBDA} and {ZIGLANG} into target/venv-lambda");
-        pip_install(&venv, &[CARGO_LAMBDA, ZIGLANG])?;
-    }
+    let bin_dir = python_venv::ensure(root, "target/venv-lambda", REQUIREMENTS)?.join("bin");
     Ok(LambdaTools {
-        cargo_lambda,
+        cargo_lambda: bin_dir.join("cargo-lambda"),
         bin_dir,
     })
 }
@@ -133,35 +126,4 @@ fn cargo_lambda(tools: &LambdaTools, root: &Path) -> Command {
     command.current_dir(root).env("PATH", path);
     crate::without_cargo_run_env(&mut command);
     command
-}
-
-fn has_ziglang(bin_dir: &Path) -> bool {
-    Command::new(bin_dir.join("python3"))
-        .args(["-c", "import ziglang"])
-        .status()
-        .is_ok_and(|status| status.success())
-}
-
-/// Creates the virtualenv `venv` if needed and pip-installs `requirements` into it.
-pub(crate) fn pip_install(venv: &Path, requirements: &[&str]) -> Result<()> {
-    let python = venv.join("bin/python3");
-    if !python.exists() {
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(venv)
-            .status()
-            .context("cannot run python3 -m venv (Python 3 is needed)")?;
-        if !status.success() {
-            bail!("python3 -m venv {} failed ({status})", venv.display());
-        }
-    }
-    let status = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet"])
-        .args(requirements)
-        .status()
-        .with_context(|| format!("cannot run pip in {}", venv.display()))?;
-    if !status.success() {
-        bail!("pip install {} failed ({status})", requirements.join(" "));
-    }
-    Ok(())
 }

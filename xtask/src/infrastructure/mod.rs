@@ -4,7 +4,7 @@
 
 mod deploy;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command as Process;
 
 use anyhow::{Context, Result, bail};
@@ -16,8 +16,6 @@ pub use deploy::{DeployArgs, deploy};
 const VENV: &str = "target/venv";
 /// The pinned Python requirements of the checks.
 const REQUIREMENTS: &str = "infrastructure/requirements.txt";
-/// A copy of the requirements the virtualenv was last installed from.
-const INSTALLED_STAMP: &str = "target/venv/adtrack-requirements.txt";
 /// The root template; the nested ones are in `infrastructure/stacks/`.
 const ROOT_TEMPLATE: &str = "infrastructure/adtrack.yaml";
 
@@ -37,7 +35,7 @@ pub fn run(root: &Path, command: Command) -> Result<()> {
 
 /// Installs the Python tools if needed, lints every template and runs the template tests.
 pub fn test(root: &Path) -> Result<()> {
-    let venv = ensure_venv(root)?;
+    let venv = crate::python_venv::ensure(root, VENV, REQUIREMENTS)?;
     let templates = templates(root)?;
     eprintln!(
         "xtask: infrastructure: cfn-lint over {} templates",
@@ -57,45 +55,6 @@ pub fn test(root: &Path) -> Result<()> {
         .status()
         .context("cannot start pytest")?;
     crate::check(status, "the infrastructure tests")
-}
-
-/// Uploads the consumer package, packages and deploys the templates, then uploads the
-/// Creates the virtualenv if missing and installs the requirements when they changed.
-fn ensure_venv(root: &Path) -> Result<PathBuf> {
-    let venv = root.join(VENV);
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        let system_python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
-        eprintln!("xtask: infrastructure: creating {VENV} with {system_python}");
-        let status = Process::new(&system_python)
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .with_context(|| format!("cannot run {system_python} (Python 3 is needed)"))?;
-        crate::check(status, "python3 -m venv")?;
-    }
-    let wanted = std::fs::read_to_string(root.join(REQUIREMENTS))
-        .with_context(|| format!("cannot read {REQUIREMENTS}"))?;
-    let installed = std::fs::read_to_string(root.join(INSTALLED_STAMP)).unwrap_or_default();
-    if installed != wanted {
-        eprintln!("xtask: infrastructure: installing {REQUIREMENTS} into {VENV}");
-        let status = Process::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .arg("--requirement")
-            .arg(root.join(REQUIREMENTS))
-            .status()
-            .context("cannot run pip")?;
-        crate::check(status, "pip install")?;
-        std::fs::write(root.join(INSTALLED_STAMP), wanted)
-            .with_context(|| format!("cannot write {INSTALLED_STAMP}"))?;
-    }
-    Ok(venv)
 }
 
 /// The root template and every nested template, as paths relative to the root.

@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use super::{c_bindings, is_fresh, toolchains};
-use crate::run;
+use crate::{debian, run};
 
 /// The Rust reference, built with the other Rust plugins by `plugins::build`; copied under
 /// its language's name.
@@ -35,7 +35,7 @@ pub fn js(root: &Path, output: &Path) -> Result<bool> {
     if is_fresh(root, output, &inputs)? {
         return Ok(false);
     }
-    toolchains::ensure_command("node", &["--version"], &["nodejs", "npm"])?;
+    debian::ensure_command("node", &["--version"], &["nodejs", "npm"])?;
     toolchains::ensure_npm_packages(&dir)?;
     eprintln!("xtask: building tracking-js with componentize-js");
     run(
@@ -65,11 +65,7 @@ pub fn js(root: &Path, output: &Path) -> Result<bool> {
 /// (`--stub-wasi`): CPython's runtime imports `wasi:sockets`, which the sandbox refuses.
 pub fn python(root: &Path, output: &Path) -> Result<bool> {
     let sources = root.join("plugins/python/tracking");
-    if is_fresh(
-        root,
-        output,
-        &[sources.clone(), toolchains::requirements(root)],
-    )? {
+    if built_from_pypi_tools_is_fresh(root, output, &sources)? {
         return Ok(false);
     }
     let venv = toolchains::ensure_venv(root)?;
@@ -98,14 +94,10 @@ const C_DEBIAN_PACKAGES: [&str; 4] = ["clang", "lld", "wasi-libc", "libclang-rt-
 /// preview1 adapter is needed.
 pub fn c(root: &Path, output: &Path) -> Result<bool> {
     let sources = root.join("plugins/c/tracking");
-    if is_fresh(
-        root,
-        output,
-        &[sources.clone(), toolchains::requirements(root)],
-    )? {
+    if built_from_pypi_tools_is_fresh(root, output, &sources)? {
         return Ok(false);
     }
-    toolchains::ensure_debian_packages(&C_DEBIAN_PACKAGES)?;
+    debian::ensure_packages(&C_DEBIAN_PACKAGES)?;
     let venv = toolchains::ensure_venv(root)?;
     let bindings = c_bindings::generate(root)?;
     let build_dir = root.join("target/plugin-build/c");
@@ -139,11 +131,7 @@ pub fn c(root: &Path, output: &Path) -> Result<bool> {
 /// `wasm-tools component new` makes the component.
 pub fn zig(root: &Path, output: &Path) -> Result<bool> {
     let sources = root.join("plugins/zig/tracking");
-    if is_fresh(
-        root,
-        output,
-        &[sources.clone(), toolchains::requirements(root)],
-    )? {
+    if built_from_pypi_tools_is_fresh(root, output, &sources)? {
         return Ok(false);
     }
     let venv = toolchains::ensure_venv(root)?;
@@ -205,6 +193,15 @@ pub fn zig(root: &Path, output: &Path) -> Result<bool> {
     )?;
     component_new(&venv, &module, output)?;
     Ok(true)
+}
+
+/// Whether `output` is newer than `sources` and the pinned PyPI tools it is built with.
+fn built_from_pypi_tools_is_fresh(root: &Path, output: &Path, sources: &Path) -> Result<bool> {
+    is_fresh(
+        root,
+        output,
+        &[sources.to_path_buf(), root.join(toolchains::REQUIREMENTS)],
+    )
 }
 
 /// `wasm-tools component new` from the venv: the core module with its embedded component

@@ -56,32 +56,55 @@ fn record(n: usize) -> StreamRecord {
     }
 }
 
-fn throughput(c: &mut Criterion) {
-    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    let dir = tempfile::tempdir().expect("a temp dir");
+/// A consumer over `pipeline` writing into `dir`, with program 212313 in core data.
+fn consumer(runtime: &tokio::runtime::Runtime, pipeline: &Path, dir: &Path) -> Consumer {
     let core_data = InProcessCoreData::new();
     core_data.put_program("212313", [("programName".to_owned(), "Summer".to_owned())]);
-    let consumer = runtime.block_on(async {
-        let (chain, _) = load_chain(&pipeline(), None, Arc::new(core_data.clone()))
+    runtime.block_on(async {
+        let (chain, _) = load_chain(pipeline, None, Arc::new(core_data.clone()))
             .await
             .expect("load the consumer chain");
         Consumer::new(
             chain,
-            Arc::new(EmbeddedStore::open(&dir.path().join("events.redb")).expect("store")),
-            Arc::new(JsonLinesDeadLetters::open(&dir.path().join("dead.jsonl")).expect("file")),
+            Arc::new(EmbeddedStore::open(&dir.join("events.redb")).expect("store")),
+            Arc::new(JsonLinesDeadLetters::open(&dir.join("dead.jsonl")).expect("file")),
             Arc::new(core_data),
         )
-    });
+    })
+}
+
+/// The consumer with the repository's consumer chain, and the baseline: the same consumer
+/// (decode, store, core-data update) with no plugins, measured in the same run.
+fn throughput(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let (with_dir, without_dir) = (
+        tempfile::tempdir().expect("a temp dir"),
+        tempfile::tempdir().expect("a temp dir"),
+    );
+    let no_plugins = without_dir.path().join("no-plugins.toml");
+    std::fs::write(&no_plugins, "[pipeline]\nconsumer = []\n").expect("write the pipeline");
+    let setups = [
+        (
+            "with plugins",
+            consumer(&runtime, &pipeline(), with_dir.path()),
+        ),
+        (
+            "without plugins",
+            consumer(&runtime, &no_plugins, without_dir.path()),
+        ),
+    ];
     let mut group = c.benchmark_group("consumer_batch");
     for size in [1usize, 100, 500] {
         let batch: Vec<StreamRecord> = (0..size).map(record).collect();
         group.throughput(Throughput::Elements(size as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(size), &batch, |b, batch| {
-            b.to_async(&runtime).iter(|| async {
-                let report = consumer.handle(batch.clone()).await;
-                assert_eq!(report.stored_events, batch.len());
+        for (name, consumer) in &setups {
+            group.bench_with_input(BenchmarkId::new(*name, size), &batch, |b, batch| {
+                b.to_async(&runtime).iter(|| async {
+                    let report = consumer.handle(batch.clone()).await;
+                    assert_eq!(report.stored_events, batch.len());
+                });
             });
-        });
+        }
     }
     group.finish();
 }

@@ -185,7 +185,7 @@ fn wait_for(url: &str) -> Result<()> {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(60) {
         if Command::new("curl")
-            .args(["-fsS", "-o", "/dev/null", url])
+            .args(["-fs", "-o", "/dev/null", url])
             .status()
             .is_ok_and(|status| status.success())
         {

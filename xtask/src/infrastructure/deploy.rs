@@ -199,6 +199,15 @@ fn deploy_steps(args: &DeployArgs, consumer_key: &str) -> Result<Vec<Step>> {
 
 /// Asks the deployed stack for its plugin bucket's name.
 fn plugin_bucket_query(args: &DeployArgs) -> Step {
+    describe_outputs(
+        args,
+        "Stacks[0].Outputs[?OutputKey=='PluginBucketName'].OutputValue",
+        "text",
+    )
+}
+
+/// `aws cloudformation describe-stacks` of the stack, with a JMESPath `query` over it.
+fn describe_outputs(args: &DeployArgs, query: &str, output: &str) -> Step {
     Step::aws(
         args,
         &[
@@ -207,9 +216,9 @@ fn plugin_bucket_query(args: &DeployArgs) -> Step {
             "--stack-name",
             &args.stack_name,
             "--query",
-            "Stacks[0].Outputs[?OutputKey=='PluginBucketName'].OutputValue",
+            query,
             "--output",
-            "text",
+            output,
         ],
     )
 }
@@ -225,19 +234,7 @@ fn plugin_upload_steps(args: &DeployArgs, bucket: &str, plugins: &[String]) -> V
 
 /// Prints the stack's outputs (endpoint URL, stream, table, bucket, queue).
 fn outputs_step(args: &DeployArgs) -> Step {
-    Step::aws(
-        args,
-        &[
-            "cloudformation",
-            "describe-stacks",
-            "--stack-name",
-            &args.stack_name,
-            "--query",
-            "Stacks[0].Outputs",
-            "--output",
-            "table",
-        ],
-    )
+    describe_outputs(args, "Stacks[0].Outputs", "table")
 }
 
 /// The S3 key of a consumer package: named by its content, so that new code is a new

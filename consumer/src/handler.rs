@@ -16,10 +16,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
+use contract::{PluginStamp, TrackingEvent, attribute};
+use core_data::{CoreDataUpdates, ProgramActivity};
 use plugin_engine::{Event, Outcome, PluginChain, PluginRef};
-use stream_record::{PluginStamp, TrackingEvent, attribute};
 
-use crate::core_data::{CoreDataUpdates, ProgramActivity};
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::store::{EventStore, StoredEvent};
 

@@ -1,21 +1,16 @@
 //! Cold start: load the consumer chain (from precompiled `.cwasm` artifacts when their
-//! version matches) and connect the AWS backends named by the configuration. Every
-//! step is timed, so the Lambda init duration can be read off the log.
+//! version matches), instantiating each plugin once. Every step is timed, so the
+//! Lambda init duration can be read off the log; the AWS backends are connected by
+//! `crate::aws::aws_consumer`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plugin_engine::{
-    CoreDataLookup, EngineConfig, EngineError, LoadOrigin, NoCoreData, PipelineFile, PluginChain,
+    CoreDataLookup, EngineConfig, EngineError, LoadOrigin, PipelineFile, PluginChain,
     PluginEngine, PluginRegistry, PluginVersion, Side,
 };
-
-use crate::config::ConsumerConfig;
-use crate::core_data::{CoreDataUpdates, NoCoreDataUpdates, RedisCoreData};
-use crate::dead_letter::{DeadLetterSink, LoggedDeadLetters, SqsDeadLetters};
-use crate::handler::Consumer;
-use crate::store::DynamoDbStore;
 
 /// Plugin instances live at once in the consumer: it handles one batch at a time,
 /// with one instance per plugin per batch, so a small pool keeps memory low.
@@ -71,12 +66,13 @@ pub enum InitError {
         reason: String,
     },
     /// A backend could not be set up.
-    #[error("{backend}: {reason}")]
+    #[error("{backend}: {source}")]
     Backend {
         /// Which backend.
         backend: &'static str,
         /// Why.
-        reason: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -135,82 +131,6 @@ pub async fn load_chain(
         total: started.elapsed(),
     };
     Ok((chain, report))
-}
-
-/// Builds the consumer the Lambda function runs: DynamoDB, SQS dead letters (or the
-/// log), Redis core data (or none), and the consumer chain.
-pub async fn aws_consumer(config: &ConsumerConfig) -> Result<(Consumer, InitReport), InitError> {
-    let started = Instant::now();
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let redis = match &config.redis_url {
-        Some(url) => {
-            let token = redis_token(config, &aws).await?;
-            let redis = RedisCoreData::connect(url, token.as_deref(), config.redis_timeout())
-                .await
-                .map_err(|error| InitError::Backend {
-                    backend: "Redis",
-                    reason: error.to_string(),
-                })?;
-            Some(redis)
-        }
-        None => {
-            tracing::warn!("REDIS_URL is not set: core data is neither read nor updated");
-            None
-        }
-    };
-    let dead_letters: Arc<dyn DeadLetterSink> = match &config.dead_letter_queue_url {
-        Some(url) => Arc::new(SqsDeadLetters::new(aws_sdk_sqs::Client::new(&aws), url)),
-        None => {
-            tracing::warn!("DEAD_LETTER_QUEUE_URL is not set: dead letters are only logged");
-            Arc::new(LoggedDeadLetters)
-        }
-    };
-    let store = Arc::new(DynamoDbStore::new(
-        aws_sdk_dynamodb::Client::new(&aws),
-        &config.dynamodb_table,
-    ));
-    let backends = started.elapsed();
-    let (lookup, updates): (Arc<dyn CoreDataLookup>, Arc<dyn CoreDataUpdates>) = match redis {
-        Some(redis) => (Arc::new(redis.clone()), Arc::new(redis)),
-        None => (Arc::new(NoCoreData), Arc::new(NoCoreDataUpdates)),
-    };
-    let cache_dir = Some(config.plugin_cache_dir.clone());
-    let (chain, mut report) = load_chain(&config.pipeline_file, cache_dir, lookup).await?;
-    report.backends = backends;
-    report.total = started.elapsed();
-    Ok((Consumer::new(chain, store, dead_letters, updates), report))
-}
-
-/// The Redis AUTH token: given directly, or read from Secrets Manager once.
-async fn redis_token(
-    config: &ConsumerConfig,
-    aws: &aws_config::SdkConfig,
-) -> Result<Option<String>, InitError> {
-    if let Some(token) = &config.redis_auth_token {
-        return Ok(Some(token.clone()));
-    }
-    let Some(arn) = &config.redis_auth_token_secret_arn else {
-        return Ok(None);
-    };
-    let error = |reason: String| InitError::Backend {
-        backend: "Secrets Manager",
-        reason,
-    };
-    let secret = aws_sdk_secretsmanager::Client::new(aws)
-        .get_secret_value()
-        .secret_id(arn)
-        .send()
-        .await
-        .map_err(|e| {
-            error(format!(
-                "cannot read {arn}: {}",
-                crate::aws_error::describe(&e)
-            ))
-        })?;
-    secret
-        .secret_string()
-        .map(|token| Some(token.trim().to_owned()))
-        .ok_or_else(|| error(format!("{arn} has no string value")))
 }
 
 /// Logs the init report: one line per plugin and the totals.

@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use adtrack_consumer::{ConsumerConfig, drivers, init};
+use adtrack_consumer::aws::{ConsumerConfig, aws_consumer, lambda};
+use adtrack_consumer::init;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -16,8 +17,8 @@ async fn main() -> ExitCode {
         tracing::error!(%error, "refusing to start");
         return ExitCode::FAILURE;
     }
-    tracing::info!(config = %config, "starting adtrack-consumer");
-    let consumer = match init::aws_consumer(&config).await {
+    tracing::info!(config = ?config, "starting adtrack-consumer");
+    let consumer = match aws_consumer(&config).await {
         Ok((consumer, report)) => {
             init::log_report(&report);
             consumer
@@ -27,7 +28,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match drivers::lambda::run(Arc::new(consumer)).await {
+    match lambda::run(Arc::new(consumer)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "the Lambda runtime stopped");

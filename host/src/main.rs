@@ -2,12 +2,12 @@
 
 mod cache;
 mod config;
-mod event_json;
 mod http;
 mod plugin_cli;
 mod samples;
 mod service;
 mod stream;
+mod views;
 
 use std::process::ExitCode;
 

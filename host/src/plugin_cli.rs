@@ -13,7 +13,7 @@ use plugin_engine::{
     PluginEngine, PluginLimits, PluginRegistry, PluginSettings, Side, StaticCoreData,
 };
 
-use crate::event_json::{EventJson, outcome_to_json};
+use crate::views::{EventInput, LineResult, OutcomeView};
 
 /// Work on a single plugin component.
 #[derive(Debug, Subcommand)]
@@ -194,24 +194,29 @@ async fn run_events(chain: &PluginChain, batch_size: usize) -> Result<()> {
             .collect();
         let mut outcomes = chain.process(events).await.into_iter();
         for (line_number, event) in batch {
-            let mut json = match event {
+            let outcome = match event {
                 Ok(_) => outcomes
                     .next()
-                    .map(|outcome| outcome_to_json(&outcome))
+                    .map(|outcome| OutcomeView::new(&outcome, true))
                     .context("the chain returned fewer outcomes than events")?,
-                Err(reason) => serde_json::json!({ "outcome": "invalid-input", "reason": reason }),
+                Err(reason) => OutcomeView::InvalidInput { reason },
             };
-            json["line"] = line_number.into();
-            writeln!(stdout, "{json}")?;
+            let result = LineResult {
+                line: line_number,
+                outcome,
+            };
+            writeln!(stdout, "{}", serde_json::to_string(&result)?)?;
         }
         stdout.flush()?;
     }
 }
 
 fn parse_event(line: &str, line_number: usize) -> Result<Event, String> {
-    let json: EventJson =
+    let input: EventInput =
         serde_json::from_str(line).map_err(|error| format!("not an event: {error}"))?;
-    json.into_event(format!("line-{line_number}"))
+    input
+        .into_event(format!("line-{line_number}"))
+        .map_err(|error| error.to_string())
 }
 
 fn core_data(options: &RunOptions) -> Result<Arc<dyn CoreDataLookup>> {

@@ -10,70 +10,76 @@ use adtrack_consumer::store::EmbeddedStore;
 use anyhow::{Context, Result};
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
+use core_data::{CoreDataStore, CoreDataUpdates, InProcessCoreData, RedisCoreData};
+use embedded_log::EmbeddedLog;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use plugin_engine::{EngineConfig, PipelineFile, PluginEngine, PluginRegistry, Side};
-use stream_record::embedded_log::EmbeddedLog;
 use tokio::net::TcpListener;
 
-use crate::cache::{
-    CacheSettings, CoreDataBackend, CoreDataCache, EmbeddedBackend, RedisBackend, follow_updates,
-};
+use crate::cache::{CacheConfig, CoreDataCache, follow_updates};
 use crate::config::ServeConfig;
 use crate::http::{AppState, router};
-use crate::stream::{EmbeddedSink, KinesisSink, ProducerSettings, StreamProducer, StreamSink};
+use crate::stream::{
+    EmbeddedSink, KinesisSink, ProducerSettings, StreamConfig, StreamProducer, StreamSink,
+};
 
 /// Runs the host until SIGTERM or Ctrl-C, then stops accepting requests, finishes the
 /// ones in flight and delivers every buffered record before returning.
 pub async fn serve(config: ServeConfig) -> Result<()> {
-    config.validate().map_err(anyhow::Error::msg)?;
+    config.validate()?;
     tracing::info!(?config, "starting adtrack-host");
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
 
-    let pipeline = PipelineFile::load(&config.pipeline)?;
+    let pipeline = PipelineFile::load(&config.plugins.pipeline)?;
     let engine = PluginEngine::new(EngineConfig {
         fuel_metering: pipeline.needs_fuel(),
-        artifact_cache_dir: config.plugin_cache_dir.clone(),
+        artifact_cache_dir: config.plugins.plugin_cache_dir.clone(),
         ..EngineConfig::default()
     })?;
     let registry = Arc::new(PluginRegistry::new(engine));
 
-    let cache = core_data(&config)?;
-    let chain = pipeline.build_chain(Side::Host, &registry, Arc::new(cache.clone()))?;
+    let core_data = CoreDataBackend::start(&config.cache)?;
+    let chain = pipeline.build_chain(Side::Host, &registry, Arc::new(core_data.cache.clone()))?;
     if let Err(outcome) = chain.warm_up().await {
         anyhow::bail!("a host plugin cannot start: {outcome:?}");
     }
 
-    let (sink, embedded_log) = stream_sink(&config).await?;
+    let (sink, embedded_log) = stream_sink(&config.stream).await?;
     let embedded_consumer = match embedded_log {
         Some(log) => Some(EmbeddedConsumer::start(
-            &config, &pipeline, &registry, &cache, log,
+            &config.stream,
+            &pipeline,
+            &registry,
+            &core_data,
+            log,
         )?),
         None => None,
     };
     let producer = StreamProducer::start(
         sink,
         ProducerSettings {
-            buffer_records: config.stream_buffer_records,
+            buffer_records: config.stream.stream_buffer_records,
             ..ProducerSettings::default()
         },
     );
     let state = AppState {
         chain,
         registry,
-        cache,
+        cache: core_data.cache,
         producer: producer.clone(),
         metrics,
-        admin_token: config.admin_token.as_deref().map(Arc::from),
-        ack: config.ack,
-        max_batch_events: config.max_batch_events,
+        admin_token: config.http.admin_token.clone().map(Arc::new),
+        ack: config.stream.ack,
+        max_batch_events: config.http.max_batch_events,
     };
-    let listener = TcpListener::bind(config.listen_addr)
+    let listen_addr = config.http.listen_addr;
+    let listener = TcpListener::bind(listen_addr)
         .await
-        .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
+        .with_context(|| format!("cannot listen on {listen_addr}"))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
-    axum::serve(listener, router(state, &config))
+    axum::serve(listener, router(state, &config.http))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the HTTP server failed")?;
@@ -86,32 +92,37 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     Ok(())
 }
 
-/// The core-data cache over Redis when configured, else over the in-process backend,
-/// with a task refreshing L1 on every change notification.
-fn core_data(config: &ServeConfig) -> Result<CoreDataCache> {
-    let settings = CacheSettings {
-        capacity: config.cache_capacity,
-        ttl: Duration::from_secs(config.cache_ttl_secs),
-    };
-    let (backend, updates): (Arc<dyn CoreDataBackend>, _) = match &config.redis_url {
-        Some(url) => {
-            let redis = RedisBackend::new(url, config.redis_auth_token.as_deref())?;
-            let updates = redis.subscribe();
-            (Arc::new(redis), updates)
-        }
-        None => {
-            let (embedded, updates) = EmbeddedBackend::new();
-            (Arc::new(embedded), updates)
-        }
-    };
-    let cache = CoreDataCache::new(backend, settings);
-    tokio::spawn(follow_updates(cache.clone(), updates));
-    Ok(cache)
+/// Core data as the host uses it: the L1 cache over the backend (Redis when
+/// configured, else in process), and the same backend as the embedded consumer's
+/// place to count stored events.
+struct CoreDataBackend {
+    cache: CoreDataCache,
+    updates: Arc<dyn CoreDataUpdates>,
+}
+
+impl CoreDataBackend {
+    /// Builds the backend and starts refreshing L1 on every change it announces.
+    fn start(config: &CacheConfig) -> Result<Self> {
+        let (store, updates): (Arc<dyn CoreDataStore>, Arc<dyn CoreDataUpdates>) =
+            match RedisCoreData::from_config(&config.redis)? {
+                Some(redis) => {
+                    let redis = Arc::new(redis);
+                    (redis.clone(), redis)
+                }
+                None => {
+                    let in_process = Arc::new(InProcessCoreData::new());
+                    (in_process.clone(), in_process)
+                }
+            };
+        let cache = CoreDataCache::new(store, config);
+        tokio::spawn(follow_updates(cache.clone()));
+        Ok(Self { cache, updates })
+    }
 }
 
 /// Kinesis when a stream name is configured, else the embedded log under the data dir
 /// (returned too, for the in-process consumer).
-async fn stream_sink(config: &ServeConfig) -> Result<(Arc<dyn StreamSink>, Option<EmbeddedLog>)> {
+async fn stream_sink(config: &StreamConfig) -> Result<(Arc<dyn StreamSink>, Option<EmbeddedLog>)> {
     if let Some(stream_name) = &config.kinesis_stream_name {
         let shared = aws_config::defaults(BehaviorVersion::latest())
             .timeout_config(
@@ -141,8 +152,8 @@ async fn stream_sink(config: &ServeConfig) -> Result<(Arc<dyn StreamSink>, Optio
 
 /// The consumer running in the host process in embedded mode: it reads the embedded
 /// log, runs the consumer chain and stores events in `DATA_DIR/events.redb`
-/// (dead letters in `DATA_DIR/dead-letters.jsonl`), recording program activity in the
-/// host's core data.
+/// (dead letters in `DATA_DIR/dead-letters.jsonl`), counting stored events in the
+/// host's core-data backend (idempotently per message id).
 struct EmbeddedConsumer {
     log: EmbeddedLog,
     consumer: Arc<Consumer>,
@@ -152,13 +163,17 @@ struct EmbeddedConsumer {
 
 impl EmbeddedConsumer {
     fn start(
-        config: &ServeConfig,
+        config: &StreamConfig,
         pipeline: &PipelineFile,
         registry: &PluginRegistry,
-        cache: &CoreDataCache,
+        core_data: &CoreDataBackend,
         log: EmbeddedLog,
     ) -> Result<Self> {
-        let chain = pipeline.build_chain(Side::Consumer, registry, Arc::new(cache.clone()))?;
+        let chain = pipeline.build_chain(
+            Side::Consumer,
+            registry,
+            Arc::new(core_data.cache.clone()),
+        )?;
         let store = EmbeddedStore::open(&config.data_dir.join("events.redb"))
             .context("cannot open the embedded event store")?;
         let dead_letters = JsonLinesDeadLetters::open(&config.data_dir.join("dead-letters.jsonl"))
@@ -167,7 +182,7 @@ impl EmbeddedConsumer {
             chain,
             Arc::new(store),
             Arc::new(dead_letters),
-            Arc::new(cache.clone()),
+            core_data.updates.clone(),
         ));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(run_embedded(log.clone(), consumer.clone(), async move {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
+use retry_policy::{ClassifiedError, ErrorKind};
 
 use super::{DeadLetter, DeadLetterError, DeadLetterSink};
 
@@ -26,7 +27,7 @@ impl JsonLinesDeadLetters {
             .open(path)
             .map_err(|error| DeadLetterError {
                 destination: path.display().to_string(),
-                reason: error.to_string(),
+                source: ClassifiedError::caused_by(ErrorKind::AuthOrConfig, error.to_string(), error),
             })?;
         Ok(Self {
             path: path.to_owned(),
@@ -53,14 +54,16 @@ impl DeadLetterSink for JsonLinesDeadLetters {
         let sink = self.clone();
         let line = letter.to_json();
         let written = tokio::task::spawn_blocking(move || sink.append(line)).await;
-        let reason = match written {
+        let source = match written {
             Ok(Ok(())) => return Ok(()),
-            Ok(Err(error)) => error.to_string(),
-            Err(join) => format!("the write task failed: {join}"),
+            Ok(Err(error)) => ClassifiedError::caused_by(ErrorKind::Transient, error.to_string(), error),
+            Err(join) => {
+                ClassifiedError::caused_by(ErrorKind::Transient, "the write task failed", join)
+            }
         };
         Err(DeadLetterError {
             destination: self.path.display().to_string(),
-            reason,
+            source,
         })
     }
 }

@@ -1,19 +1,19 @@
 //! The dead-letter stage: records that can never be processed (undecodable, or
 //! rejected by a plugin) go here with the reason and the plugin version, so they never
-//! block the shard. SQS on AWS, a JSON-lines file in the embedded mode.
+//! block the shard. A JSON-lines file in the embedded mode; SQS on AWS
+//! (`crate::aws::sqs`).
 
 pub mod json_lines;
-pub mod sqs;
 
 use async_trait::async_trait;
 use base64::Engine as _;
 use plugin_engine::PluginRef;
+use retry_policy::{Classify, ClassifiedError, ErrorKind};
 use serde::Serialize;
 
 use crate::handler::StreamRecord;
 
 pub use json_lines::JsonLinesDeadLetters;
-pub use sqs::SqsDeadLetters;
 
 /// Why a record was dead-lettered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -97,12 +97,19 @@ impl DeadLetter {
 
 /// The dead-letter destination could not take a letter.
 #[derive(Debug, thiserror::Error)]
-#[error("dead-letter destination {destination}: {reason}")]
+#[error("dead-letter destination {destination}: {source}")]
 pub struct DeadLetterError {
     /// The queue URL or file.
     pub destination: String,
-    /// Why.
-    pub reason: String,
+    /// Why, and what kind of failure it is.
+    #[source]
+    pub source: ClassifiedError,
+}
+
+impl Classify for DeadLetterError {
+    fn kind(&self) -> ErrorKind {
+        self.source.kind()
+    }
 }
 
 /// Where dead letters go. A letter that cannot be sent makes its record a retryable

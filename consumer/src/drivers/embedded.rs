@@ -12,10 +12,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use stream_record::embedded_log::{EmbeddedLog, LogError, LogRecord};
+use embedded_log::{EmbeddedLog, LogError, LogRecord};
+use retry_policy::RetryPolicy;
 
 use crate::handler::{BatchReport, Consumer, StreamRecord};
-use crate::retry::Backoff;
 
 /// The checkpoint name the embedded consumer uses in the log.
 pub const DEFAULT_READER: &str = "consumer";
@@ -29,9 +29,9 @@ pub struct EmbeddedOptions {
     pub batch_size: usize,
     /// Wait before looking again when the log has nothing new.
     pub idle_wait: Duration,
-    /// Waits before reading failed records again (the attempt count only grows the wait;
-    /// records are retried until they succeed, as the stream would redeliver them).
-    pub retry: Backoff,
+    /// Waits before reading failed records again (records are retried until they
+    /// succeed, as the stream would redeliver them; the wait grows per failed batch).
+    pub retry: RetryPolicy,
 }
 
 impl Default for EmbeddedOptions {
@@ -40,11 +40,7 @@ impl Default for EmbeddedOptions {
             reader: DEFAULT_READER.to_owned(),
             batch_size: 100,
             idle_wait: Duration::from_millis(20),
-            retry: Backoff {
-                max_attempts: u32::MAX,
-                initial_delay: Duration::from_millis(100),
-                max_delay: Duration::from_secs(5),
-            },
+            retry: RetryPolicy::forever(Duration::from_millis(100), Duration::from_secs(5)),
         }
     }
 }
@@ -57,7 +53,7 @@ pub enum EmbeddedDriverError {
     Log(#[from] LogError),
     /// The blocking log task did not finish.
     #[error("the event log task failed: {0}")]
-    Task(String),
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// Runs the embedded consumer with default options until `shutdown` completes; the
@@ -78,26 +74,22 @@ pub async fn run_embedded_with(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let mut failed_attempts = 0u32;
+    let mut delays = options.retry.delays();
     tracing::info!(log = %log.path().display(), reader = %options.reader, "embedded consumer started");
     loop {
         let wait = match consume_batch(&log, &consumer, &options).await {
             Ok(report) if report.records == 0 => {
-                failed_attempts = 0;
+                delays = options.retry.delays();
                 options.idle_wait
             }
             Ok(report) if report.failures.is_empty() => {
-                failed_attempts = 0;
+                delays = options.retry.delays();
                 Duration::ZERO
             }
-            Ok(_) => {
-                failed_attempts = failed_attempts.saturating_add(1);
-                options.retry.delay(failed_attempts.saturating_add(1))
-            }
+            Ok(_) => delays.next().unwrap_or(options.retry.max_delay),
             Err(error) => {
-                failed_attempts = failed_attempts.saturating_add(1);
                 tracing::error!(%error, "embedded consumer cannot read the log; retrying");
-                options.retry.delay(failed_attempts.saturating_add(1))
+                delays.next().unwrap_or(options.retry.max_delay)
             }
         };
         tokio::select! {
@@ -161,7 +153,6 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, EmbeddedDriverError> {
     let log = log.clone();
     tokio::task::spawn_blocking(move || operation(&log))
-        .await
-        .map_err(|error| EmbeddedDriverError::Task(error.to_string()))?
+        .await?
         .map_err(EmbeddedDriverError::from)
 }

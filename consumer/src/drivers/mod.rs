@@ -1,6 +1,4 @@
-//! The ways batches reach the [`Consumer`](crate::Consumer): the Lambda runtime, a
-//! Kinesis poller (emulators, local runs) and the embedded log of the host.
+//! The driver of the consumer core: the embedded log the host consumes in process. The
+//! Lambda runtime and the Kinesis poller are in [`crate::aws`].
 
 pub mod embedded;
-pub mod kinesis_poller;
-pub mod lambda;

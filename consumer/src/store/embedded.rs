@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use stream_record::TrackingEvent;
+use contract::TrackingEvent;
+use retry_policy::{ClassifiedError, ErrorKind};
 
 use super::{EventStore, StoreError, StoreFailure, StoredEvent};
 
@@ -153,17 +154,18 @@ impl EventStore for EmbeddedStore {
             .collect();
         let store = self.clone();
         let written = tokio::task::spawn_blocking(move || store.write_all(&encoded)).await;
-        let reason = match written {
+        let error = match written {
             Ok(Ok(())) => return Ok(()),
-            Ok(Err(error)) => error.to_string(),
-            Err(join) => format!("the write task failed: {join}"),
+            Ok(Err(error)) => ClassifiedError::caused_by(ErrorKind::Transient, error.to_string(), error),
+            Err(join) => ClassifiedError::caused_by(
+                ErrorKind::Transient,
+                "the embedded store's write task failed",
+                join,
+            ),
         };
         Err(StoreFailure {
             unwritten: None,
-            error: StoreError::Backend {
-                operation: "redb write",
-                reason,
-            },
+            error: StoreError::Backend(error),
         })
     }
 }
@@ -180,7 +182,7 @@ impl std::fmt::Debug for EmbeddedStore {
 mod tests {
     use super::*;
     use plugin_engine::Event;
-    use stream_record::PluginStamp;
+    use contract::PluginStamp;
 
     fn stored(id: &str) -> StoredEvent {
         StoredEvent {

@@ -1,14 +1,13 @@
-//! The event store stage: where accepted events are kept. DynamoDB on AWS, an embedded
-//! `redb` file in the host's embedded mode.
+//! The event store stage: where accepted events are kept. An embedded `redb` file in
+//! the host's embedded mode; DynamoDB on AWS (`crate::aws::dynamodb`).
 
-pub mod dynamodb;
 pub mod embedded;
 
 use async_trait::async_trait;
+use contract::{PluginStamp, TrackingEvent};
 use plugin_engine::Event;
-use stream_record::{PluginStamp, TrackingEvent};
+use retry_policy::{Classify, ClassifiedError, ErrorKind};
 
-pub use dynamodb::DynamoDbStore;
 pub use embedded::EmbeddedStore;
 
 /// An accepted event and the plugins (host side, then consumer side) that processed it.
@@ -56,16 +55,20 @@ pub enum StoreError {
         /// Events left.
         count: usize,
         /// Attempts made.
-        attempts: u32,
+        attempts: usize,
     },
     /// The backend call failed.
-    #[error("{operation} failed: {reason}")]
-    Backend {
-        /// The call, e.g. `BatchWriteItem`.
-        operation: &'static str,
-        /// The backend's message.
-        reason: String,
-    },
+    #[error(transparent)]
+    Backend(#[from] ClassifiedError),
+}
+
+impl Classify for StoreError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::Unprocessed { .. } => ErrorKind::Throttled,
+            StoreError::Backend(error) => error.kind(),
+        }
+    }
 }
 
 /// Where accepted events are written. Writes are idempotent by event id: writing the

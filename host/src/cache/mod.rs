@@ -1,70 +1,32 @@
-//! The cache stage: core data (programs) in an in-process L1 in front of a backend
-//! (Redis at scale, an in-process table by default), kept fresh by update notifications.
+//! The cache stage: core data (programs) in an in-process L1 (moka) in front of a
+//! [`CoreDataStore`] (Redis at scale, an in-process table by default), kept fresh by the
+//! store's change notifications.
 
-mod activity;
-mod embedded;
-mod redis;
+mod config;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
+use core_data::{BackendStatus, CoreDataError, CoreDataStore};
 use moka::future::Cache;
-use plugin_engine::{CoreDataError, CoreDataLookup, CoreRecord};
-use serde::Serialize;
+use plugin_engine::{CoreDataLookup, CoreRecord, LookupError};
 
-pub use self::embedded::EmbeddedBackend;
-pub use self::redis::RedisBackend;
-
-/// Where core data lives behind the L1 cache.
-#[async_trait]
-pub trait CoreDataBackend: Send + Sync {
-    /// The record stored under `key`, `None` if there is none.
-    async fn fetch(&self, key: &str) -> Result<Option<CoreRecord>, CoreDataError>;
-    /// Sets the fields of `record` under `key` (other fields stay, as Redis `HSET`)
-    /// and notifies subscribers.
-    async fn store(&self, key: &str, record: &CoreRecord) -> Result<(), CoreDataError>;
-    /// Removes the record under `key` and notifies subscribers.
-    async fn remove(&self, key: &str) -> Result<(), CoreDataError>;
-    /// Whether the backend is reachable, for `/health/check`.
-    fn status(&self) -> BackendStatus;
-}
-
-/// The backend's health as reported by `/health/check`.
-#[derive(Clone, Debug, Serialize)]
-pub struct BackendStatus {
-    /// `redis` or `embedded`.
-    pub backend: &'static str,
-    /// Whether the last operation reached the backend.
-    pub connected: bool,
-    /// The last error, while disconnected.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-}
-
-/// L1 cache sizing.
-#[derive(Clone, Copy, Debug)]
-pub struct CacheSettings {
-    /// Most records held in L1.
-    pub capacity: u64,
-    /// How long a record stays in L1 without being refreshed.
-    pub ttl: Duration,
-}
+pub use self::config::CacheConfig;
 
 /// The core-data view of the host: L1 first, then the backend.
 #[derive(Clone)]
 pub struct CoreDataCache {
     l1: Cache<String, Arc<CoreRecord>>,
-    backend: Arc<dyn CoreDataBackend>,
+    backend: Arc<dyn CoreDataStore>,
 }
 
 impl CoreDataCache {
-    /// A cache in front of `backend`.
-    pub fn new(backend: Arc<dyn CoreDataBackend>, settings: CacheSettings) -> Self {
+    /// A cache in front of `backend`, sized by `config`.
+    pub fn new(backend: Arc<dyn CoreDataStore>, config: &CacheConfig) -> Self {
         Self {
             l1: Cache::builder()
-                .max_capacity(settings.capacity)
-                .time_to_live(settings.ttl)
+                .max_capacity(config.cache_capacity)
+                .time_to_live(config.ttl())
                 .build(),
             backend,
         }
@@ -90,19 +52,6 @@ impl CoreDataCache {
         self.backend.store(key, &record).await?;
         self.l1.insert(key.to_owned(), Arc::new(record)).await;
         Ok(())
-    }
-
-    /// Sets only `fields` of the record under `key` in the backend (its other fields
-    /// stay as the backend has them) and reloads the record into L1.
-    pub async fn update_fields(&self, key: &str, fields: CoreRecord) -> Result<(), CoreDataError> {
-        self.backend.store(key, &fields).await?;
-        self.refresh(key).await;
-        Ok(())
-    }
-
-    /// The record under `key` as the backend has it now, bypassing L1.
-    pub async fn fetch_fresh(&self, key: &str) -> Result<Option<CoreRecord>, CoreDataError> {
-        self.backend.fetch(key).await
     }
 
     /// Removes `key` from the backend and L1.
@@ -142,17 +91,16 @@ impl CoreDataCache {
 
 #[async_trait]
 impl CoreDataLookup for CoreDataCache {
-    async fn lookup(&self, key: &str) -> Result<Option<CoreRecord>, CoreDataError> {
-        Ok(self.get(key).await?.map(|record| (*record).clone()))
+    async fn lookup(&self, key: &str) -> Result<Option<CoreRecord>, LookupError> {
+        let record = self.get(key).await.map_err(LookupError::new)?;
+        Ok(record.map(|record| (*record).clone()))
     }
 }
 
-/// Refreshes L1 for every key announced on `updates` until the channel closes;
+/// Refreshes L1 for every key the store announces until the store's channel closes;
 /// an empty key (sent after a reconnection) refreshes every cached key.
-pub async fn follow_updates(
-    cache: CoreDataCache,
-    mut updates: tokio::sync::mpsc::Receiver<String>,
-) {
+pub async fn follow_updates(cache: CoreDataCache) {
+    let mut updates = cache.backend.subscribe();
     while let Some(key) = updates.recv().await {
         if key.is_empty() {
             let keys: Vec<Arc<String>> = cache.l1.iter().map(|(key, _)| key).collect();
@@ -168,23 +116,30 @@ pub async fn follow_updates(
 
 #[cfg(test)]
 mod tests {
+    use core_data::InProcessCoreData;
+
     use super::*;
 
     fn record(name: &str) -> CoreRecord {
         vec![("programName".to_owned(), name.to_owned())]
     }
 
+    fn config() -> CacheConfig {
+        CacheConfig {
+            redis: core_data::RedisConfig {
+                redis_url: None,
+                redis_auth_token: None,
+                redis_timeout_ms: 1_000,
+            },
+            cache_capacity: 10,
+            cache_ttl_secs: 60,
+        }
+    }
+
     #[tokio::test]
     async fn reads_through_to_the_backend_and_caches() {
-        let (backend, _updates) = EmbeddedBackend::new();
-        let backend = Arc::new(backend);
-        let cache = CoreDataCache::new(
-            backend.clone(),
-            CacheSettings {
-                capacity: 10,
-                ttl: Duration::from_secs(60),
-            },
-        );
+        let backend = Arc::new(InProcessCoreData::new());
+        let cache = CoreDataCache::new(backend.clone(), &config());
         assert!(cache.get("1").await.unwrap().is_none());
         backend.store("1", &record("a")).await.unwrap();
         assert_eq!(*cache.get("1").await.unwrap().unwrap(), record("a"));
@@ -193,5 +148,21 @@ mod tests {
         assert_eq!(*cache.get("1").await.unwrap().unwrap(), record("a"));
         cache.refresh("1").await;
         assert_eq!(*cache.get("1").await.unwrap().unwrap(), record("b"));
+    }
+
+    #[tokio::test]
+    async fn announced_changes_refresh_l1() {
+        let backend = Arc::new(InProcessCoreData::new());
+        let cache = CoreDataCache::new(backend.clone(), &config());
+        backend.store("1", &record("a")).await.unwrap();
+        assert_eq!(*cache.get("1").await.unwrap().unwrap(), record("a"));
+        tokio::spawn(follow_updates(cache.clone()));
+        tokio::task::yield_now().await;
+        backend.store("1", &record("b")).await.unwrap();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while *cache.get("1").await.unwrap().unwrap() != record("b") {
+            assert!(tokio::time::Instant::now() < deadline, "L1 never refreshed");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 }

@@ -7,8 +7,8 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use plugin_engine::{EngineError, SwapReport};
-use serde_json::{Value, json};
 
+use super::models::{PluginEntry, PluginsResponse, SwapResponse};
 use super::{ApiError, AppState};
 
 /// Refuses requests without `Authorization: Bearer <ADMIN_TOKEN>`; 404 when no token
@@ -30,7 +30,7 @@ pub async fn require_token(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .unwrap_or_default();
-    if !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+    if !constant_time_eq(presented.as_bytes(), expected.expose().as_bytes()) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token",
@@ -40,21 +40,19 @@ pub async fn require_token(
 }
 
 /// Every plugin with its active version and the versions available for rollback.
-pub async fn list(State(state): State<AppState>) -> Json<Value> {
-    let plugins: Vec<Value> = state
+pub async fn list(State(state): State<AppState>) -> Json<PluginsResponse> {
+    let plugins = state
         .registry
         .list()
         .into_iter()
-        .map(|plugin| {
-            json!({
-                "name": plugin.name,
-                "version": plugin.active.to_string(),
-                "sizeBytes": plugin.size_bytes,
-                "previous": plugin.previous.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            })
+        .map(|plugin| PluginEntry {
+            name: plugin.name,
+            version: plugin.active.to_string(),
+            size_bytes: plugin.size_bytes,
+            previous: plugin.previous.iter().map(ToString::to_string).collect(),
         })
         .collect();
-    Json(json!({ "plugins": plugins }))
+    Json(PluginsResponse { plugins })
 }
 
 /// Makes the uploaded component the active version of `name`, after it compiled and
@@ -63,30 +61,32 @@ pub async fn upload(
     State(state): State<AppState>,
     Path(name): Path<String>,
     component: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SwapResponse>, ApiError> {
     let registry = state.registry.clone();
     let report = tokio::task::spawn_blocking(move || registry.swap(&name, &component))
         .await
         .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?
         .map_err(engine_error)?;
-    Ok(Json(swap_json(&report)))
+    Ok(Json(SwapResponse::from(&report)))
 }
 
 /// Restores the version that was active before the last upload.
 pub async fn rollback(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SwapResponse>, ApiError> {
     let report = state.registry.rollback(&name).map_err(engine_error)?;
-    Ok(Json(swap_json(&report)))
+    Ok(Json(SwapResponse::from(&report)))
 }
 
-fn swap_json(report: &SwapReport) -> Value {
-    json!({
-        "name": report.name,
-        "previous": report.previous.to_string(),
-        "active": report.active.to_string(),
-    })
+impl From<&SwapReport> for SwapResponse {
+    fn from(report: &SwapReport) -> Self {
+        Self {
+            name: report.name.clone(),
+            previous: report.previous.to_string(),
+            active: report.active.to_string(),
+        }
+    }
 }
 
 fn engine_error(error: EngineError) -> ApiError {

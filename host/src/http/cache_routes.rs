@@ -2,13 +2,12 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
-
+use super::models::{FillResponse, PurgeResponse};
 use super::{ApiError, AppState};
 use crate::samples;
 
 /// Loads the sample programs (212312, 212313, 212314) into the backend and L1.
-pub async fn fill(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn fill(State(state): State<AppState>) -> Result<Json<FillResponse>, ApiError> {
     let programs = samples::programs();
     let mut filled = Vec::with_capacity(programs.len());
     for (program_id, record) in programs {
@@ -19,11 +18,11 @@ pub async fn fill(State(state): State<AppState>) -> Result<Json<Value>, ApiError
             .map_err(|error| ApiError::unavailable(format!("core data unavailable: {error}")))?;
         filled.push(program_id);
     }
-    Ok(Json(json!({ "filled": filled })))
+    Ok(Json(FillResponse { filled }))
 }
 
 /// Empties the L1 cache and removes the sample programs from the backend.
-pub async fn purge(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn purge(State(state): State<AppState>) -> Result<Json<PurgeResponse>, ApiError> {
     state.cache.clear_l1();
     let mut purged = Vec::new();
     for (program_id, _) in samples::programs() {
@@ -34,5 +33,5 @@ pub async fn purge(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
             .map_err(|error| ApiError::unavailable(format!("core data unavailable: {error}")))?;
         purged.push(program_id);
     }
-    Ok(Json(json!({ "purged": purged })))
+    Ok(Json(PurgeResponse { purged }))
 }

@@ -5,10 +5,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use plugin_engine::{Event, Outcome};
-use serde_json::{Value, json};
 
+use super::models::BatchResponse;
 use super::{ApiError, AppState, put_on_stream};
-use crate::event_json::EventJson;
+use crate::views::{BatchResult, EventInput, OutcomeView};
 
 /// Runs a batch through the host chain and answers one result per input event, in
 /// order. Accepted output goes on the stream; if the stream cannot take it, the
@@ -17,40 +17,24 @@ pub async fn ingest(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BatchResponse>, ApiError> {
     let events = parse_batch(&headers, &body, state.max_batch_events)?;
     let outcomes = state.chain.process(events).await;
     let mut results = Vec::with_capacity(outcomes.len());
     let mut accepted = 0;
     for (index, outcome) in outcomes.iter().enumerate() {
-        let result = match &outcome.outcome {
-            Outcome::Accepted(events) if events.is_empty() => json!({ "outcome": "filtered" }),
-            Outcome::Accepted(events) => {
-                put_on_stream(&state, events, &outcome.processed_by).await?;
-                accepted += events.len();
-                json!({
-                    "outcome": "accepted",
-                    "ids": events.iter().map(|event| event.id.as_str()).collect::<Vec<_>>(),
-                })
-            }
-            Outcome::Rejected { by, reason } => {
-                json!({ "outcome": "rejected", "plugin": &*by.name, "reason": reason })
-            }
-            Outcome::Retry { by, reason } => {
-                json!({ "outcome": "retry", "plugin": &*by.name, "reason": reason })
-            }
-            Outcome::Failed { by, failure } => json!({
-                "outcome": "failed",
-                "plugin": &*by.name,
-                "failure": failure.kind(),
-                "reason": failure.to_string(),
-            }),
-        };
-        let mut result = result;
-        result["index"] = index.into();
-        results.push(result);
+        if let Outcome::Accepted(events) = &outcome.outcome
+            && !events.is_empty()
+        {
+            put_on_stream(&state, events, &outcome.processed_by).await?;
+            accepted += events.len();
+        }
+        results.push(BatchResult {
+            index,
+            outcome: OutcomeView::new(outcome, false),
+        });
     }
-    Ok(Json(json!({ "accepted": accepted, "results": results })))
+    Ok(Json(BatchResponse { accepted, results }))
 }
 
 /// The events of a JSON-array or NDJSON body (`Content-Type: application/x-ndjson`).
@@ -66,7 +50,7 @@ fn parse_batch(
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.contains("ndjson") || value.contains("jsonlines"));
-    let parsed: Vec<EventJson> = if ndjson {
+    let parsed: Vec<EventInput> = if ndjson {
         text.lines()
             .enumerate()
             .filter(|(_, line)| !line.trim().is_empty())

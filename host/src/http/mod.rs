@@ -2,8 +2,10 @@
 
 mod admin;
 mod cache_routes;
+mod config;
 mod events;
 mod health;
+mod models;
 mod tracking;
 
 use std::sync::Arc;
@@ -16,15 +18,17 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
+use contract::TrackingEvent;
 use plugin_engine::{Event, PluginChain, PluginRef, PluginRegistry};
-use serde_json::json;
-use stream_record::TrackingEvent;
+use settings::Secret;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use self::models::ErrorBody;
 use crate::cache::CoreDataCache;
-use crate::config::{Ack, ServeConfig};
-use crate::stream::{StreamEntry, StreamError, StreamProducer};
+use crate::stream::{Ack, StreamEntry, StreamError, StreamProducer};
+
+pub use self::config::HttpConfig;
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -40,7 +44,7 @@ pub struct AppState {
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// The admin bearer token; `None` disables the admin API.
-    pub admin_token: Option<Arc<str>>,
+    pub admin_token: Option<Arc<Secret>>,
     /// When requests are acknowledged.
     pub ack: Ack,
     /// Most events per `POST /events`.
@@ -50,7 +54,7 @@ pub struct AppState {
 /// The host's routes with limits, timeouts, tracing and request metrics. Admin routes
 /// have their own body limit and timeout: an upload carries a component and answers only
 /// once it is compiled.
-pub fn router(state: AppState, config: &ServeConfig) -> Router {
+pub fn router(state: AppState, config: &HttpConfig) -> Router {
     let admin = Router::new()
         .route("/admin/plugins", get(admin::list))
         .route("/admin/plugins/{name}", put(admin::upload))
@@ -100,11 +104,12 @@ async fn record_request(request: Request, next: Next) -> Response {
     response
 }
 
-/// An error answer: a status and a JSON body `{"error": ...}` with optional detail.
+/// An error answer: a status, a JSON [`ErrorBody`] and, for conditions that pass,
+/// `Retry-After`.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    body: serde_json::Value,
+    body: ErrorBody,
     retry_after: bool,
 }
 
@@ -113,14 +118,24 @@ impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
-            body: json!({ "error": message.into() }),
+            body: ErrorBody {
+                error: message.into(),
+                ..ErrorBody::default()
+            },
             retry_after: false,
         }
     }
 
-    /// Adds fields to the JSON body.
-    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
-        self.body[key] = value.into();
+    /// Names the plugin (and its version) that refused or failed.
+    pub fn by_plugin(mut self, plugin: &PluginRef) -> Self {
+        self.body.plugin = Some(plugin.name.to_string());
+        self.body.version = Some(plugin.version.to_string());
+        self
+    }
+
+    /// Says how the plugin failed.
+    pub fn with_failure(mut self, failure: &'static str) -> Self {
+        self.body.failure = Some(failure);
         self
     }
 

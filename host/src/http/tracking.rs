@@ -4,12 +4,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use contract::attribute;
 use plugin_engine::{Event, Outcome};
-use serde_json::{Value, json};
-use stream_record::attribute;
 
+use super::models::{CustomerId, TrackingResponse};
 use super::{ApiError, AppState, put_on_stream};
-use crate::event_json::now_ms;
+use crate::views::now_ms;
 
 /// Looks up the program, builds a tracking event, runs the host chain, puts the result
 /// on the stream and answers with the enriched event: 200, 204 when a plugin filtered
@@ -53,41 +53,39 @@ pub async fn track(
     let events = match result.outcome {
         Outcome::Accepted(events) => events,
         Outcome::Rejected { by, reason } => {
-            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason)
-                .with("plugin", &*by.name)
-                .with("version", by.version.to_string()));
+            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason).by_plugin(&by));
         }
         Outcome::Retry { by, reason } => {
-            return Err(ApiError::unavailable(reason).with("plugin", &*by.name));
+            return Err(ApiError::unavailable(reason).by_plugin(&by));
         }
         Outcome::Failed { by, failure } => {
             return Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("plugin {} failed: {failure}", by.name),
             )
-            .with("plugin", &*by.name)
-            .with("failure", failure.kind()));
+            .by_plugin(&by)
+            .with_failure(failure.kind()));
         }
     };
     let Some(first) = events.first() else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     put_on_stream(&state, &events, &result.processed_by).await?;
-    Ok(Json(tracking_json(first)).into_response())
+    Ok(Json(TrackingResponse::from(first)).into_response())
 }
 
-/// The original service's response shape.
-fn tracking_json(event: &Event) -> Value {
-    let text = |name: &str| event.attribute(name).unwrap_or_default();
-    let customer_id = text(attribute::CUSTOMER_ID);
-    json!({
-        "userAgent": text(attribute::USER_AGENT),
-        "programId": text(attribute::PROGRAM_ID),
-        "programName": text(attribute::PROGRAM_NAME),
-        "checksum": text(attribute::CHECKSUM),
-        "customerId": customer_id.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::from(customer_id)),
-        "customerName": text(attribute::CUSTOMER_NAME),
-        "messageId": event.id,
-        "valid": event.attribute(attribute::VALID) == Some("true"),
-    })
+impl From<&Event> for TrackingResponse {
+    fn from(event: &Event) -> Self {
+        let text = |name: &str| event.attribute(name).unwrap_or_default().to_owned();
+        Self {
+            user_agent: text(attribute::USER_AGENT),
+            program_id: text(attribute::PROGRAM_ID),
+            program_name: text(attribute::PROGRAM_NAME),
+            checksum: text(attribute::CHECKSUM),
+            customer_id: CustomerId::from(event.attribute(attribute::CUSTOMER_ID).unwrap_or_default()),
+            customer_name: text(attribute::CUSTOMER_NAME),
+            message_id: event.id.clone(),
+            valid: event.attribute(attribute::VALID) == Some("true"),
+        }
+    }
 }

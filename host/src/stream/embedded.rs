@@ -1,9 +1,10 @@
 //! The embedded durable log (a redb file) standing in for Kinesis on one machine.
 
 use async_trait::async_trait;
-use stream_record::embedded_log::EmbeddedLog;
+use embedded_log::EmbeddedLog;
+use retry_policy::ErrorKind;
 
-use super::{StreamEntry, StreamSink};
+use super::{SinkError, StreamEntry, StreamSink};
 
 /// Appends batches to the embedded log; a batch is one committed transaction.
 pub struct EmbeddedSink {
@@ -19,7 +20,7 @@ impl EmbeddedSink {
 
 #[async_trait]
 impl StreamSink for EmbeddedSink {
-    async fn put(&self, entries: &[StreamEntry]) -> Result<Vec<Result<(), String>>, String> {
+    async fn put(&self, entries: &[StreamEntry]) -> Result<Vec<Result<(), SinkError>>, SinkError> {
         let log = self.log.clone();
         let records: Vec<(String, Vec<u8>)> = entries
             .iter()
@@ -27,8 +28,10 @@ impl StreamSink for EmbeddedSink {
             .collect();
         let appended = tokio::task::spawn_blocking(move || log.append(&records))
             .await
-            .map_err(|error| format!("embedded log writer stopped: {error}"))?
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| {
+                SinkError::caused_by(ErrorKind::Transient, "the embedded log writer stopped", error)
+            })?
+            .map_err(|error| SinkError::caused_by(ErrorKind::Transient, error.to_string(), error))?;
         Ok(appended.iter().map(|_| Ok(())).collect())
     }
 

@@ -5,7 +5,10 @@ use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 
-use super::{StreamEntry, StreamSink};
+use retry_policy::ErrorKind;
+use retry_policy::aws::{failure, kind_of_code};
+
+use super::{SinkError, StreamEntry, StreamSink};
 
 /// A Kinesis stream.
 pub struct KinesisSink {
@@ -25,7 +28,7 @@ impl KinesisSink {
 
 #[async_trait]
 impl StreamSink for KinesisSink {
-    async fn put(&self, entries: &[StreamEntry]) -> Result<Vec<Result<(), String>>, String> {
+    async fn put(&self, entries: &[StreamEntry]) -> Result<Vec<Result<(), SinkError>>, SinkError> {
         let records = entries
             .iter()
             .map(|entry| {
@@ -33,7 +36,9 @@ impl StreamSink for KinesisSink {
                     .data(Blob::new(entry.data.clone()))
                     .partition_key(&entry.key)
                     .build()
-                    .map_err(|error| error.to_string())
+                    .map_err(|error| {
+                        SinkError::caused_by(ErrorKind::Permanent, error.to_string(), error)
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let output = self
@@ -43,21 +48,15 @@ impl StreamSink for KinesisSink {
             .set_records(Some(records))
             .send()
             .await
-            .map_err(|error| {
-                format!(
-                    "PutRecords on {}: {}",
-                    self.stream_name,
-                    aws_sdk_kinesis::error::DisplayErrorContext(error)
-                )
-            })?;
+            .map_err(|error| failure(&format!("PutRecords on {}", self.stream_name), error))?;
         Ok(output
             .records()
             .iter()
             .map(|record| match record.error_code() {
                 None => Ok(()),
-                Some(code) => Err(format!(
-                    "{code}: {}",
-                    record.error_message().unwrap_or_default()
+                Some(code) => Err(SinkError::new(
+                    kind_of_code(code),
+                    format!("{code}: {}", record.error_message().unwrap_or_default()),
                 )),
             })
             .collect())

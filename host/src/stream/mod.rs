@@ -1,12 +1,15 @@
 //! The stream stage: protobuf records onto Kinesis (or the embedded log), batched by a
 //! producer with a bounded buffer, per-record retries and backpressure.
 
+mod config;
 mod embedded;
 mod kinesis;
 mod producer;
 
 use async_trait::async_trait;
+use retry_policy::ClassifiedError;
 
+pub use self::config::{Ack, StreamConfig};
 pub use self::embedded::EmbeddedSink;
 pub use self::kinesis::KinesisSink;
 pub use self::producer::{ProducerSettings, StreamError, StreamProducer};
@@ -31,9 +34,13 @@ impl StreamEntry {
 #[async_trait]
 pub trait StreamSink: Send + Sync {
     /// Puts `entries`; the result has one entry per record, in order: `Ok` when the
-    /// record is stored, `Err(reason)` when that record must be retried. `Err` for the
-    /// whole call means no record was stored.
-    async fn put(&self, entries: &[StreamEntry]) -> Result<Vec<Result<(), String>>, String>;
+    /// record is stored, `Err` when it is not (its kind says whether to retry it).
+    /// `Err` for the whole call means no record was stored.
+    async fn put(&self, entries: &[StreamEntry]) -> Result<Vec<Result<(), SinkError>>, SinkError>;
     /// `kinesis` or `embedded`.
     fn name(&self) -> &'static str;
 }
+
+/// The stream did not store a record (or a whole batch): what it said, for people,
+/// and what kind of failure it is, for the retry decision.
+pub type SinkError = ClassifiedError;

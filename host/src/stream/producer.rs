@@ -1,11 +1,12 @@
 //! Batching producer: a bounded buffer in front of a [`StreamSink`], batches of at most
-//! 500 records and 5 MiB, retries of only the failed records with exponential backoff.
+//! 500 records and 5 MiB, retries of only the failed records, and only while their
+//! failure is retryable (a throttle or a transient fault), with exponential backoff.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use retry_policy::{Classify, ErrorKind, RetryPolicy};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -25,10 +26,8 @@ pub struct ProducerSettings {
     pub max_record_bytes: usize,
     /// How long a batch waits for more records before it is sent.
     pub linger: Duration,
-    /// Attempts per record before it fails.
-    pub max_attempts: usize,
-    /// First retry delay; doubles per attempt, with jitter.
-    pub first_backoff: Duration,
+    /// Attempts per record and the waits between them, for retryable failures.
+    pub retry: RetryPolicy,
 }
 
 impl Default for ProducerSettings {
@@ -39,8 +38,7 @@ impl Default for ProducerSettings {
             max_batch_bytes: 5 << 20,
             max_record_bytes: 1 << 20,
             linger: Duration::from_millis(5),
-            max_attempts: 6,
-            first_backoff: Duration::from_millis(50),
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -54,12 +52,14 @@ pub enum StreamError {
     /// A record is larger than the stream accepts.
     #[error("a record of {0} bytes exceeds the stream's record limit")]
     TooLarge(usize),
-    /// The stream kept refusing the record.
-    #[error("the stream refused the record after {attempts} attempts: {reason}")]
+    /// The stream refused the record: permanently, or on every attempt.
+    #[error("the stream refused the record ({kind}, {attempts} attempts): {reason}")]
     Failed {
         /// Attempts made.
         attempts: usize,
-        /// The last refusal.
+        /// What kind of failure the last refusal was.
+        kind: ErrorKind,
+        /// The last refusal, for people.
         reason: String,
     },
     /// The producer is shut down.
@@ -219,64 +219,80 @@ async fn deliver_batches(
     }
 }
 
-/// Puts one batch, retrying only the records the sink refused, then acknowledges each.
+/// Puts one batch, retrying only the records the sink refused retryably, then
+/// acknowledges each.
 async fn deliver(sink: &dyn StreamSink, batch: Vec<Pending>, settings: &ProducerSettings) {
-    let mut delays = ExponentialBuilder::default()
-        .with_min_delay(settings.first_backoff)
-        .with_max_delay(Duration::from_secs(5))
-        .with_max_times(settings.max_attempts.saturating_sub(1))
-        .with_jitter()
-        .build();
+    let mut delays = settings.retry.delays();
     let mut pending = batch;
     let mut attempts = 0;
     loop {
         attempts += 1;
         let entries: Vec<StreamEntry> = pending.iter().map(|p| p.entry.clone()).collect();
-        let results = match sink.put(&entries).await {
-            Ok(results) if results.len() == entries.len() => results,
-            Ok(results) => vec![
-                Err(format!(
-                    "the stream answered {} results for {} records",
-                    results.len(),
-                    entries.len()
-                ));
-                entries.len()
-            ],
-            Err(reason) => vec![Err(reason); entries.len()],
-        };
-        let mut refused = Vec::new();
-        let mut last_reason = String::new();
-        for (record, result) in pending.into_iter().zip(results) {
-            match result {
-                Ok(()) => {
+        let refusals = refusals(sink.put(&entries).await, entries.len());
+        let mut retryable = Vec::new();
+        let mut last_refusal = None;
+        for (record, refusal) in pending.into_iter().zip(refusals) {
+            match refusal {
+                None => {
                     metrics::counter!("stream_records_put_total", "sink" => sink.name())
                         .increment(1);
                     let _ = record.ack.send(Ok(()));
                 }
-                Err(reason) => {
-                    last_reason = reason;
-                    refused.push(record);
+                Some((kind, reason)) if kind.is_retryable() => {
+                    last_refusal = Some((kind, reason));
+                    retryable.push(record);
+                }
+                Some((kind, reason)) => {
+                    tracing::error!(key = %record.entry.key, %kind, %reason, "stream refused a record permanently");
+                    let _ = record.ack.send(Err(StreamError::Failed {
+                        attempts,
+                        kind,
+                        reason,
+                    }));
                 }
             }
         }
-        if refused.is_empty() {
+        let Some((kind, reason)) = last_refusal else {
             return;
-        }
+        };
         let Some(delay) = delays.next() else {
-            tracing::error!(records = refused.len(), attempts, reason = %last_reason, "stream refused records; giving up");
-            for record in refused {
+            tracing::error!(records = retryable.len(), attempts, %kind, %reason, "stream refused records; giving up");
+            for record in retryable {
                 let _ = record.ack.send(Err(StreamError::Failed {
                     attempts,
-                    reason: last_reason.clone(),
+                    kind,
+                    reason: reason.clone(),
                 }));
             }
             return;
         };
-        tracing::warn!(records = refused.len(), attempts, reason = %last_reason, "stream refused records; retrying");
+        tracing::warn!(records = retryable.len(), attempts, %kind, %reason, "stream refused records; retrying");
         metrics::counter!("stream_put_retries_total", "sink" => sink.name())
-            .increment(refused.len() as u64);
+            .increment(retryable.len() as u64);
         tokio::time::sleep(delay).await;
-        pending = refused;
+        pending = retryable;
+    }
+}
+
+/// Per record: `None` when stored, else the kind of failure and its reason. A failed
+/// call refuses every record with its error.
+fn refusals(
+    result: Result<Vec<Result<(), super::SinkError>>, super::SinkError>,
+    records: usize,
+) -> Vec<Option<(ErrorKind, String)>> {
+    match result {
+        Ok(results) if results.len() == records => results
+            .into_iter()
+            .map(|result| result.err().map(|error| (error.kind(), error.to_string())))
+            .collect(),
+        Ok(results) => {
+            let reason = format!(
+                "the stream answered {} results for {records} records",
+                results.len()
+            );
+            vec![Some((ErrorKind::Transient, reason)); records]
+        }
+        Err(error) => vec![Some((error.kind(), error.to_string())); records],
     }
 }
 
@@ -286,32 +302,45 @@ mod tests {
 
     use async_trait::async_trait;
 
+    use super::super::SinkError;
     use super::*;
 
-    /// A sink that refuses each record's first `failures` attempts and records batches.
+    /// A sink that refuses each record's first `failures` attempts with `kind` (or the
+    /// whole call, with `whole_call`) and records batches.
     struct FlakySink {
         failures: usize,
+        kind: ErrorKind,
+        whole_call: bool,
         attempts: StdMutex<std::collections::HashMap<String, usize>>,
         batches: StdMutex<Vec<usize>>,
     }
 
     #[async_trait]
     impl StreamSink for FlakySink {
-        async fn put(&self, entries: &[StreamEntry]) -> Result<Vec<Result<(), String>>, String> {
+        async fn put(
+            &self,
+            entries: &[StreamEntry],
+        ) -> Result<Vec<Result<(), SinkError>>, SinkError> {
             self.batches.lock().unwrap().push(entries.len());
             let mut attempts = self.attempts.lock().unwrap();
-            Ok(entries
+            let mut refuse = false;
+            let results = entries
                 .iter()
                 .map(|entry| {
                     let count = attempts.entry(entry.key.clone()).or_default();
                     *count += 1;
                     if *count <= self.failures {
-                        Err("ProvisionedThroughputExceededException: slow down".into())
+                        refuse = true;
+                        Err(SinkError::new(self.kind, format!("refused ({})", self.kind)))
                     } else {
                         Ok(())
                     }
                 })
-                .collect())
+                .collect();
+            if refuse && self.whole_call {
+                return Err(SinkError::new(self.kind, "the whole call was refused"));
+            }
+            Ok(results)
         }
 
         fn name(&self) -> &'static str {
@@ -319,12 +348,19 @@ mod tests {
         }
     }
 
-    fn flaky(failures: usize) -> Arc<FlakySink> {
+    fn refusing(failures: usize, kind: ErrorKind, whole_call: bool) -> Arc<FlakySink> {
         Arc::new(FlakySink {
             failures,
+            kind,
+            whole_call,
             attempts: StdMutex::default(),
             batches: StdMutex::default(),
         })
+    }
+
+    /// Throttles each record's first `failures` attempts.
+    fn flaky(failures: usize) -> Arc<FlakySink> {
+        refusing(failures, ErrorKind::Throttled, false)
     }
 
     fn entries(count: usize, size: usize) -> Vec<StreamEntry> {
@@ -337,8 +373,16 @@ mod tests {
     }
 
     fn fast() -> ProducerSettings {
+        fast_with_attempts(6)
+    }
+
+    fn fast_with_attempts(max_attempts: usize) -> ProducerSettings {
         ProducerSettings {
-            first_backoff: Duration::from_millis(1),
+            retry: RetryPolicy {
+                max_attempts: Some(max_attempts),
+                first_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(5),
+            },
             ..ProducerSettings::default()
         }
     }
@@ -354,16 +398,59 @@ mod tests {
 
     #[tokio::test]
     async fn gives_up_after_the_configured_attempts() {
-        let producer = StreamProducer::start(
-            flaky(usize::MAX),
-            ProducerSettings {
-                max_attempts: 3,
-                ..fast()
-            },
-        );
+        let producer = StreamProducer::start(flaky(usize::MAX), fast_with_attempts(3));
         let error = producer.send(entries(1, 10), true).await.unwrap_err();
         assert!(
-            matches!(error, StreamError::Failed { attempts: 3, .. }),
+            matches!(
+                error,
+                StreamError::Failed {
+                    attempts: 3,
+                    kind: ErrorKind::Throttled,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_throttled_record_is_retried_and_a_permanently_refused_one_is_not() {
+        let throttled = refusing(usize::MAX, ErrorKind::Throttled, false);
+        let producer = StreamProducer::start(throttled.clone(), fast_with_attempts(4));
+        producer.send(entries(1, 10), true).await.unwrap_err();
+        assert_eq!(throttled.attempts.lock().unwrap()["key-0"], 4);
+
+        let refused = refusing(usize::MAX, ErrorKind::Permanent, false);
+        let producer = StreamProducer::start(refused.clone(), fast_with_attempts(4));
+        let error = producer.send(entries(1, 10), true).await.unwrap_err();
+        assert_eq!(refused.attempts.lock().unwrap()["key-0"], 1);
+        assert!(
+            matches!(
+                error,
+                StreamError::Failed {
+                    attempts: 1,
+                    kind: ErrorKind::Permanent,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_whole_call_refused_for_access_is_not_retried() {
+        let denied = refusing(usize::MAX, ErrorKind::AuthOrConfig, true);
+        let producer = StreamProducer::start(denied.clone(), fast_with_attempts(6));
+        let error = producer.send(entries(2, 10), true).await.unwrap_err();
+        assert_eq!(*denied.batches.lock().unwrap(), [2]);
+        assert!(
+            matches!(
+                error,
+                StreamError::Failed {
+                    kind: ErrorKind::AuthOrConfig,
+                    ..
+                }
+            ),
             "{error}"
         );
     }

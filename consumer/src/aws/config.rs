@@ -1,0 +1,125 @@
+//! The Lambda function's configuration: argument groups filled from the environment
+//! (as Lambda passes it) and flags, validated and printed with secrets redacted at start.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use core_data::RedisConfig;
+use settings::{InvalidSetting, ensure};
+
+/// Everything the consumer binary is configured with.
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "adtrack-consumer",
+    about = "Kinesis consumer (AWS Lambda): the consumer plugin chain, then DynamoDB and Redis"
+)]
+pub struct ConsumerConfig {
+    /// The pipeline file; the consumer runs its `consumer` chain.
+    #[arg(
+        long = "pipeline",
+        env = "PIPELINE_FILE",
+        default_value = "pipeline.toml"
+    )]
+    pub pipeline_file: PathBuf,
+
+    /// Where precompiled plugin artifacts (`.cwasm`) are cached between cold starts.
+    #[arg(long, env = "PLUGIN_CACHE_DIR", default_value = "/tmp/adtrack-plugins")]
+    pub plugin_cache_dir: PathBuf,
+
+    /// DynamoDB table accepted events are written to (key `id` S).
+    #[arg(long, env = "DYNAMODB_TABLE")]
+    pub dynamodb_table: String,
+
+    /// Redis holding the core data; without `REDIS_URL` no core data is updated and
+    /// plugins' lookups find nothing.
+    #[command(flatten)]
+    pub redis: RedisConfig,
+
+    /// Secrets Manager secret holding the Redis AUTH token, read once at init.
+    #[arg(long, env = "REDIS_AUTH_TOKEN_SECRET_ARN")]
+    pub redis_auth_token_secret_arn: Option<String>,
+
+    /// SQS queue for dead letters (undecodable records, plugin rejections); without it
+    /// dead letters are only logged.
+    #[arg(long, env = "DEAD_LETTER_QUEUE_URL")]
+    pub dead_letter_queue_url: Option<String>,
+
+    /// Log as JSON lines (CloudWatch) instead of human-readable text.
+    #[arg(long, env = "LOG_JSON", default_value_t = true, action = clap::ArgAction::Set)]
+    pub log_json: bool,
+}
+
+impl ConsumerConfig {
+    /// Checks the settings that clap cannot: non-empty names, URL schemes, one source
+    /// of the Redis token.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        ensure(
+            !self.dynamodb_table.trim().is_empty(),
+            "DYNAMODB_TABLE",
+            "must name a table",
+        )?;
+        self.redis.validate()?;
+        ensure(
+            self.redis.redis_auth_token.is_none() || self.redis_auth_token_secret_arn.is_none(),
+            "REDIS_AUTH_TOKEN_SECRET_ARN",
+            "set either REDIS_AUTH_TOKEN or REDIS_AUTH_TOKEN_SECRET_ARN, not both",
+        )?;
+        if let Some(url) = &self.dead_letter_queue_url {
+            ensure(
+                url.starts_with("https://") || url.starts_with("http://"),
+                "DEAD_LETTER_QUEUE_URL",
+                "must be an SQS queue URL",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> ConsumerConfig {
+        let mut argv = vec!["adtrack-consumer"];
+        argv.extend_from_slice(args);
+        ConsumerConfig::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn printing_redacts_the_token_and_url_password() {
+        let config = parse(&[
+            "--dynamodb-table",
+            "events",
+            "--redis-url",
+            "redis://default:hunter2@cache:6379",
+            "--redis-auth-token",
+            "s3cret",
+        ]);
+        config.validate().unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("redis://default:(redacted)@cache:6379"), "{printed}");
+        assert!(printed.contains("/tmp/adtrack-plugins"), "{printed}");
+    }
+
+    #[test]
+    fn validation_names_the_bad_setting() {
+        let config = parse(&["--dynamodb-table", "events", "--redis-url", "http://x"]);
+        assert_eq!(config.validate().unwrap_err().setting, "REDIS_URL");
+        let config = parse(&["--dynamodb-table", " "]);
+        assert_eq!(config.validate().unwrap_err().setting, "DYNAMODB_TABLE");
+        let config = parse(&[
+            "--dynamodb-table",
+            "events",
+            "--redis-auth-token",
+            "a",
+            "--redis-auth-token-secret-arn",
+            "arn:aws:secretsmanager:x",
+        ]);
+        assert_eq!(
+            config.validate().unwrap_err().setting,
+            "REDIS_AUTH_TOKEN_SECRET_ARN"
+        );
+    }
+}

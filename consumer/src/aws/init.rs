@@ -1,0 +1,89 @@
+//! The Lambda function's cold start: connect the AWS backends named by the
+//! configuration, then load the consumer chain (see [`crate::init`]).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use core_data::{CoreDataUpdates, NoCoreDataUpdates, RedisCoreData};
+use plugin_engine::{CoreDataLookup, NoCoreData};
+use retry_policy::aws::failure;
+use settings::Secret;
+
+use super::{ConsumerConfig, DynamoDbStore, SqsDeadLetters};
+use crate::dead_letter::{DeadLetterSink, LoggedDeadLetters};
+use crate::handler::Consumer;
+use crate::init::{InitError, InitReport, load_chain};
+
+/// Builds the consumer the Lambda function runs: DynamoDB, SQS dead letters (or the
+/// log), Redis core data (or none), and the consumer chain.
+pub async fn aws_consumer(config: &ConsumerConfig) -> Result<(Consumer, InitReport), InitError> {
+    let started = Instant::now();
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let redis = match &config.redis.redis_url {
+        Some(url) => {
+            let token = redis_token(config, &aws).await?;
+            let backend = |source: core_data::CoreDataError| InitError::Backend {
+                backend: "Redis",
+                source: Box::new(source),
+            };
+            let redis = RedisCoreData::new(
+                url,
+                token.as_ref().or(config.redis.redis_auth_token.as_ref()),
+                config.redis.timeout(),
+            )
+            .map_err(backend)?;
+            redis.ping().await.map_err(backend)?;
+            Some(redis)
+        }
+        None => {
+            tracing::warn!("REDIS_URL is not set: core data is neither read nor updated");
+            None
+        }
+    };
+    let dead_letters: Arc<dyn DeadLetterSink> = match &config.dead_letter_queue_url {
+        Some(url) => Arc::new(SqsDeadLetters::new(aws_sdk_sqs::Client::new(&aws), url)),
+        None => {
+            tracing::warn!("DEAD_LETTER_QUEUE_URL is not set: dead letters are only logged");
+            Arc::new(LoggedDeadLetters)
+        }
+    };
+    let store = Arc::new(DynamoDbStore::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        &config.dynamodb_table,
+    ));
+    let backends = started.elapsed();
+    let (lookup, updates): (Arc<dyn CoreDataLookup>, Arc<dyn CoreDataUpdates>) = match redis {
+        Some(redis) => (Arc::new(redis.clone()), Arc::new(redis)),
+        None => (Arc::new(NoCoreData), Arc::new(NoCoreDataUpdates)),
+    };
+    let cache_dir = Some(config.plugin_cache_dir.clone());
+    let (chain, mut report) = load_chain(&config.pipeline_file, cache_dir, lookup).await?;
+    report.backends = backends;
+    report.total = started.elapsed();
+    Ok((Consumer::new(chain, store, dead_letters, updates), report))
+}
+
+/// The Redis AUTH token read from Secrets Manager once, when the configuration names a
+/// secret (a token given directly is used as it is).
+async fn redis_token(
+    config: &ConsumerConfig,
+    aws: &aws_config::SdkConfig,
+) -> Result<Option<Secret>, InitError> {
+    let Some(arn) = &config.redis_auth_token_secret_arn else {
+        return Ok(None);
+    };
+    let secrets = |source: Box<dyn std::error::Error + Send + Sync>| InitError::Backend {
+        backend: "Secrets Manager",
+        source,
+    };
+    let secret = aws_sdk_secretsmanager::Client::new(aws)
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|error| secrets(Box::new(failure(&format!("GetSecretValue {arn}"), error))))?;
+    let token = secret
+        .secret_string()
+        .ok_or_else(|| secrets(format!("{arn} has no string value").into()))?;
+    Ok(Some(Secret::from(token.trim())))
+}

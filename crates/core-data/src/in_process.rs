@@ -1,0 +1,178 @@
+//! Core data kept in the process: the embedded default of the host and the tests'
+//! stand-in for Redis, with the same semantics (fields set like `HSET`, activity counted
+//! once per message id, changes announced to subscribers).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use contract::redis_names;
+use plugin_engine::{CoreDataLookup, CoreRecord, LookupError};
+use tokio::sync::mpsc;
+
+use crate::{
+    BackendStatus, CoreDataError, CoreDataStore, CoreDataUpdateError, CoreDataUpdates,
+    ProgramActivity, UPDATE_BUFFER,
+};
+
+/// Programs' core data in memory; cheap to clone (clones share the table).
+#[derive(Clone, Default)]
+pub struct InProcessCoreData {
+    programs: Arc<Mutex<HashMap<String, ProgramEntry>>>,
+    subscribers: Arc<Mutex<Vec<mpsc::Sender<String>>>>,
+}
+
+#[derive(Default)]
+struct ProgramEntry {
+    fields: BTreeMap<String, String>,
+    counted: HashSet<String>,
+}
+
+impl InProcessCoreData {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stores (replaces) the core-data fields of `program_id`.
+    pub fn put_program(
+        &self,
+        program_id: &str,
+        fields: impl IntoIterator<Item = (String, String)>,
+    ) {
+        self.programs().entry(program_id.to_owned()).or_default().fields =
+            fields.into_iter().collect();
+        self.announce(program_id);
+    }
+
+    /// The fields of `program_id`, including the consumer's counters.
+    pub fn program(&self, program_id: &str) -> Option<BTreeMap<String, String>> {
+        self.programs()
+            .get(program_id)
+            .map(|entry| entry.fields.clone())
+    }
+
+    fn programs(&self) -> MutexGuard<'_, HashMap<String, ProgramEntry>> {
+        self.programs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Tells every subscriber that `key` changed; a full subscriber misses it (its L1
+    /// entry then refreshes at the TTL), a closed one is forgotten.
+    fn announce(&self, key: &str) {
+        let mut subscribers = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        subscribers.retain(|subscriber| !subscriber.is_closed());
+        for subscriber in subscribers.iter() {
+            let _ = subscriber.try_send(key.to_owned());
+        }
+    }
+
+    /// Adds one program's activity; returns whether its record changed.
+    fn record_one(entry: &mut ProgramEntry, activity: &ProgramActivity) -> bool {
+        let added = activity
+            .message_ids
+            .iter()
+            .filter(|id| entry.counted.insert((*id).clone()))
+            .count() as u64;
+        let mut changed = false;
+        if added > 0 {
+            let count = numeric_field(&entry.fields, redis_names::EVENT_COUNT_FIELD);
+            entry.fields.insert(
+                redis_names::EVENT_COUNT_FIELD.into(),
+                (count + added).to_string(),
+            );
+            changed = true;
+        }
+        if activity.last_seen_ms > numeric_field(&entry.fields, redis_names::LAST_SEEN_FIELD) {
+            entry.fields.insert(
+                redis_names::LAST_SEEN_FIELD.into(),
+                activity.last_seen_ms.to_string(),
+            );
+            changed = true;
+        }
+        changed
+    }
+}
+
+fn numeric_field(fields: &BTreeMap<String, String>, name: &str) -> u64 {
+    fields
+        .get(name)
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl CoreDataStore for InProcessCoreData {
+    async fn fetch(&self, key: &str) -> Result<Option<CoreRecord>, CoreDataError> {
+        Ok(self
+            .program(key)
+            .map(|fields| fields.into_iter().collect()))
+    }
+
+    async fn store(&self, key: &str, record: &CoreRecord) -> Result<(), CoreDataError> {
+        {
+            let mut programs = self.programs();
+            let entry = programs.entry(key.to_owned()).or_default();
+            entry.fields.extend(record.iter().cloned());
+        }
+        self.announce(key);
+        Ok(())
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), CoreDataError> {
+        self.programs().remove(key);
+        self.announce(key);
+        Ok(())
+    }
+
+    fn subscribe(&self) -> mpsc::Receiver<String> {
+        let (sender, receiver) = mpsc::channel(UPDATE_BUFFER);
+        self.subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(sender);
+        receiver
+    }
+
+    fn status(&self) -> BackendStatus {
+        BackendStatus {
+            backend: "in-process",
+            connected: true,
+            last_error: None,
+        }
+    }
+}
+
+#[async_trait]
+impl CoreDataUpdates for InProcessCoreData {
+    async fn record_activity(
+        &self,
+        activity: &[ProgramActivity],
+    ) -> Result<(), CoreDataUpdateError> {
+        let changed: Vec<&str> = {
+            let mut programs = self.programs();
+            activity
+                .iter()
+                .filter(|program| {
+                    programs
+                        .get_mut(&program.program_id)
+                        .is_some_and(|entry| Self::record_one(entry, program))
+                })
+                .map(|program| program.program_id.as_str())
+                .collect()
+        };
+        for program_id in changed {
+            self.announce(program_id);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl CoreDataLookup for InProcessCoreData {
+    async fn lookup(&self, key: &str) -> Result<Option<CoreRecord>, LookupError> {
+        self.fetch(key).await.map_err(LookupError::new)
+    }
+}

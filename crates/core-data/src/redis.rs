@@ -1,0 +1,333 @@
+//! Core data in Redis (ElastiCache): `HGETALL program:{id}` reads, `HSET`/`DEL` writes
+//! announced with `PUBLISH core-data-updates {id}`, one Lua script per program that
+//! counts new message ids, moves `lastSeenMs` forward and publishes the program id, and
+//! a subscription to the updates channel that reconnects with backoff.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use contract::redis_names;
+use futures::StreamExt;
+use plugin_engine::{CoreDataLookup, CoreRecord, LookupError};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Script};
+use retry_policy::RetryPolicy;
+use settings::{CredentialUrl, Secret};
+use tokio::sync::mpsc;
+
+use crate::{
+    BackendStatus, CoreDataError, CoreDataStore, CoreDataUpdateError, CoreDataUpdates,
+    ProgramActivity, RedisConfig, UPDATE_BUFFER,
+};
+
+/// Counts a program's new message ids atomically, only if the program exists.
+/// KEYS: program hash, counted-ids set. ARGV: last seen ms, set TTL, channel, program id,
+/// field names (count, last seen), then the message ids.
+/// Returns the number of ids newly counted, or -1 when the program does not exist.
+const RECORD_ACTIVITY: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local added = 0
+for i = 7, #ARGV do
+  added = added + redis.call('SADD', KEYS[2], ARGV[i])
+end
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+local changed = false
+if added > 0 then
+  redis.call('HINCRBY', KEYS[1], ARGV[5], added)
+  changed = true
+end
+local last = tonumber(redis.call('HGET', KEYS[1], ARGV[6]) or '0') or 0
+if tonumber(ARGV[1]) > last then
+  redis.call('HSET', KEYS[1], ARGV[6], ARGV[1])
+  changed = true
+end
+if changed then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+return added
+";
+
+/// Waits between attempts to (re)subscribe while Redis is away.
+const RESUBSCRIBE: RetryPolicy = RetryPolicy {
+    max_attempts: None,
+    first_delay: Duration::from_millis(100),
+    max_delay: Duration::from_secs(5),
+};
+
+/// Core data in Redis. Cheap to clone; connects lazily and reconnects on its own, so a
+/// host starts (and serves what its L1 holds) while Redis is down.
+#[derive(Clone)]
+pub struct RedisCoreData {
+    client: Client,
+    connection: ConnectionManager,
+    script: Script,
+    timeout: Duration,
+    health: Arc<Health>,
+}
+
+#[derive(Default)]
+struct Health {
+    connected: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Health {
+    fn record<T>(&self, result: &Result<T, CoreDataError>) {
+        let mut last_error = self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.connected.store(result.is_ok(), Ordering::Relaxed);
+        *last_error = result.as_ref().err().map(ToString::to_string);
+    }
+}
+
+impl RedisCoreData {
+    /// A backend for the configured `REDIS_URL`, or `None` when it is unset.
+    pub fn from_config(config: &RedisConfig) -> Result<Option<Self>, CoreDataError> {
+        config
+            .redis_url
+            .as_ref()
+            .map(|url| Self::new(url, config.redis_auth_token.as_ref(), config.timeout()))
+            .transpose()
+    }
+
+    /// A backend for the server at `url` (`redis://` or `rediss://`), authenticating
+    /// with `auth_token` when given; every command and connection attempt times out
+    /// after `timeout`. Does not connect yet: see [`RedisCoreData::ping`].
+    pub fn new(
+        url: &CredentialUrl,
+        auth_token: Option<&Secret>,
+        timeout: Duration,
+    ) -> Result<Self, CoreDataError> {
+        let mut info = redis::IntoConnectionInfo::into_connection_info(url.expose())
+            .map_err(CoreDataError::InvalidUrl)?;
+        if let Some(token) = auth_token {
+            let redis_settings = info.redis_settings().clone().set_password(token.expose());
+            info = info.set_redis_settings(redis_settings);
+        }
+        if url.scheme() == Some("rediss") {
+            // The AWS SDK and redis both link rustls; name the process-wide provider once.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        }
+        let client = Client::open(info).map_err(CoreDataError::InvalidUrl)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        Ok(Self {
+            client,
+            connection,
+            script: Script::new(RECORD_ACTIVITY),
+            timeout,
+            health: Arc::default(),
+        })
+    }
+
+    /// Checks that Redis answers (the consumer's cold start fails early when it does not).
+    pub async fn ping(&self) -> Result<(), CoreDataError> {
+        self.run::<String>(redis::cmd("PING")).await.map(drop)
+    }
+
+    /// Runs `command` with the timeout, recording the outcome for `/health/check`.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        command: redis::Cmd,
+    ) -> Result<T, CoreDataError> {
+        let mut connection = self.connection.clone();
+        let query = command.query_async(&mut connection);
+        let result = match tokio::time::timeout(self.timeout * 2, query).await {
+            Ok(result) => result.map_err(CoreDataError::from),
+            Err(_) => Err(CoreDataError::Timeout(self.timeout * 2)),
+        };
+        self.health.record(&result);
+        result
+    }
+
+    async fn announce(&self, key: &str) -> Result<(), CoreDataError> {
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(redis_names::UPDATES_CHANNEL).arg(key);
+        self.run::<i64>(publish).await.map(drop)
+    }
+
+    async fn record_one(&self, activity: &ProgramActivity) -> Result<i64, CoreDataError> {
+        let mut invocation = self.script.prepare_invoke();
+        invocation
+            .key(redis_names::program_key(&activity.program_id))
+            .key(redis_names::counted_set_key(&activity.program_id))
+            .arg(activity.last_seen_ms)
+            .arg(redis_names::COUNTED_SET_TTL_SECS)
+            .arg(redis_names::UPDATES_CHANNEL)
+            .arg(&activity.program_id)
+            .arg(redis_names::EVENT_COUNT_FIELD)
+            .arg(redis_names::LAST_SEEN_FIELD);
+        for id in &activity.message_ids {
+            invocation.arg(id);
+        }
+        let mut connection = self.connection.clone();
+        let result = match tokio::time::timeout(
+            self.timeout * 2,
+            invocation.invoke_async(&mut connection),
+        )
+        .await
+        {
+            Ok(result) => result.map_err(CoreDataError::from),
+            Err(_) => Err(CoreDataError::Timeout(self.timeout * 2)),
+        };
+        self.health.record(&result);
+        result
+    }
+}
+
+#[async_trait]
+impl CoreDataStore for RedisCoreData {
+    async fn fetch(&self, key: &str) -> Result<Option<CoreRecord>, CoreDataError> {
+        let mut hgetall = redis::cmd("HGETALL");
+        hgetall.arg(redis_names::program_key(key));
+        let fields: HashMap<String, String> = self.run(hgetall).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let mut record: CoreRecord = fields.into_iter().collect();
+        record.sort();
+        Ok(Some(record))
+    }
+
+    async fn store(&self, key: &str, record: &CoreRecord) -> Result<(), CoreDataError> {
+        let mut hset = redis::cmd("HSET");
+        hset.arg(redis_names::program_key(key));
+        for (field, value) in record {
+            hset.arg(field).arg(value);
+        }
+        self.run::<i64>(hset).await?;
+        self.announce(key).await
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), CoreDataError> {
+        let mut del = redis::cmd("DEL");
+        // The counted-ids set stays: a redelivered event is still counted only once.
+        del.arg(redis_names::program_key(key));
+        self.run::<i64>(del).await?;
+        self.announce(key).await
+    }
+
+    fn subscribe(&self) -> mpsc::Receiver<String> {
+        let (sender, receiver) = mpsc::channel(UPDATE_BUFFER);
+        let backend = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut delays = RESUBSCRIBE.delays();
+                let ended = loop {
+                    match backend.follow(&sender).await {
+                        Ok(ended) => break ended,
+                        Err(error) => {
+                            backend.health.record::<()>(&Err(error));
+                            if sender.is_closed() {
+                                return;
+                            }
+                            let delay = delays.next().unwrap_or(RESUBSCRIBE.max_delay);
+                            tokio::time::sleep(delay).await;
+                        }
+                    }
+                };
+                match ended {
+                    FollowEnd::ReceiverGone => return,
+                    FollowEnd::Disconnected => {
+                        tracing::warn!("core-data subscription lost; resubscribing");
+                    }
+                }
+            }
+        });
+        receiver
+    }
+
+    fn status(&self) -> BackendStatus {
+        BackendStatus {
+            backend: "redis",
+            connected: self.health.connected.load(Ordering::Relaxed),
+            last_error: self
+                .health
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        }
+    }
+}
+
+/// How a subscription that was established ended.
+enum FollowEnd {
+    /// The receiver is gone: the process is shutting down.
+    ReceiverGone,
+    /// The connection dropped after it had been subscribed.
+    Disconnected,
+}
+
+impl RedisCoreData {
+    /// Subscribes to the updates channel and forwards program ids until the connection
+    /// drops or the receiver goes away. After a (re)connection every cached key may be
+    /// stale, so an empty key asks the subscriber to refresh everything.
+    async fn follow(&self, sender: &mpsc::Sender<String>) -> Result<FollowEnd, CoreDataError> {
+        let mut pubsub = tokio::time::timeout(self.timeout, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| CoreDataError::Timeout(self.timeout))??;
+        pubsub.subscribe(redis_names::UPDATES_CHANNEL).await?;
+        self.health.record::<()>(&Ok(()));
+        tracing::info!(
+            channel = redis_names::UPDATES_CHANNEL,
+            "subscribed to core-data updates"
+        );
+        if sender.send(String::new()).await.is_err() {
+            return Ok(FollowEnd::ReceiverGone);
+        }
+        let mut messages = pubsub.into_on_message();
+        while let Some(message) = messages.next().await {
+            let Ok(id) = message.get_payload::<String>() else {
+                continue;
+            };
+            if sender.send(id).await.is_err() {
+                return Ok(FollowEnd::ReceiverGone);
+            }
+        }
+        self.health
+            .record::<()>(&Err(CoreDataError::SubscriptionClosed));
+        Ok(FollowEnd::Disconnected)
+    }
+}
+
+#[async_trait]
+impl CoreDataUpdates for RedisCoreData {
+    async fn record_activity(
+        &self,
+        activity: &[ProgramActivity],
+    ) -> Result<(), CoreDataUpdateError> {
+        for program in activity {
+            match self.record_one(program).await {
+                Ok(-1) => tracing::warn!(
+                    program = %program.program_id,
+                    "activity for a program without core data ignored"
+                ),
+                Ok(added) => {
+                    tracing::debug!(program = %program.program_id, added, "core data updated")
+                }
+                Err(source) => {
+                    return Err(CoreDataUpdateError {
+                        program_id: program.program_id.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl CoreDataLookup for RedisCoreData {
+    async fn lookup(&self, key: &str) -> Result<Option<CoreRecord>, LookupError> {
+        self.fetch(key).await.map_err(LookupError::new)
+    }
+}

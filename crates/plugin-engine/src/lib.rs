@@ -1,0 +1,32 @@
+//! Sandboxed WebAssembly plugin engine shared by the host and the consumer.
+//!
+//! Plugins are components targeting the `adtrack:plugin` world in `wit/`. This crate is
+//! the only one that touches wasmtime: it compiles and checks plugins, keeps a registry
+//! of named plugins with atomic hot swap and rollback, and runs pipelines of them over
+//! events with per-plugin memory, time and fuel limits.
+
+mod artifact_cache;
+mod bindings;
+mod capabilities;
+mod chain;
+mod config;
+mod core_data;
+mod engine;
+mod error;
+mod event;
+mod instance;
+mod pipeline;
+mod registry;
+mod sandbox;
+mod version;
+
+pub use capabilities::Grant;
+pub use chain::{ChainOutcome, Outcome, PluginChain, PluginRef};
+pub use config::{EngineConfig, PluginLimits};
+pub use core_data::{LookupError, CoreDataLookup, CoreRecord, NoCoreData, StaticCoreData};
+pub use engine::{CompiledPlugin, LoadOrigin, PluginEngine, PluginReport};
+pub use error::{CallFailure, EngineError};
+pub use event::Event;
+pub use pipeline::{PipelineFile, PluginDeclaration, Side};
+pub use registry::{PluginRegistry, PluginSettings, PluginStatus, RegisteredPlugin, SwapReport};
+pub use version::PluginVersion;

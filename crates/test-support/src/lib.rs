@@ -1,0 +1,90 @@
+//! Helpers shared by the workspace's integration tests (a dev-dependency only): where
+//! the repository and the built plugins are, the addresses of the services
+//! `cargo xtask test` starts (a missing one fails the test loudly, never skips it),
+//! unique names, and a harness that runs the real `adtrack-host` binary.
+#![deny(missing_docs)]
+
+mod host;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use host::{ADMIN_TOKEN, Host};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The path of a plugin component built by `cargo xtask plugins`; panics with the
+/// command to run when it is missing.
+pub fn plugin_path(name: &str) -> PathBuf {
+    let path = repo_root()
+        .join("target/plugins")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "plugin component {} is missing: build the plugins with `cargo xtask plugins` \
+         (`cargo xtask test` does it first)",
+        path.display()
+    );
+    path
+}
+
+/// The bytes of a plugin component built by `cargo xtask plugins`.
+pub fn plugin_bytes(name: &str) -> Vec<u8> {
+    let path = plugin_path(name);
+    std::fs::read(&path).unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
+}
+
+/// Writes `body` as `pipeline.toml` into `dir`, with `{plugins}` replaced by the
+/// directory of the built components.
+pub fn write_pipeline(dir: &Path, body: &str) -> PathBuf {
+    let plugins = repo_root().join("target/plugins");
+    let path = dir.join("pipeline.toml");
+    std::fs::write(
+        &path,
+        body.replace("{plugins}", &plugins.display().to_string()),
+    )
+    .expect("write pipeline");
+    path
+}
+
+/// An environment variable that `cargo xtask test` sets when it starts a service;
+/// panics (the test fails, it is never skipped) when it is not set.
+pub fn service_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: run the suite with `cargo xtask test`, which starts the \
+             services (redis-server, kinesalite, DynamoDB Local, moto) and sets it"
+        )
+    })
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+/// A name no other test (in this or another process) uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}

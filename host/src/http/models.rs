@@ -1,0 +1,161 @@
+//! The HTTP bodies the host answers with, one type per shape.
+
+use core_data::BackendStatus;
+use serde::Serialize;
+
+use crate::views::BatchResult;
+
+/// `GET /event/{programId}`: the original service's response.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackingResponse {
+    /// The client's user agent.
+    pub user_agent: String,
+    /// The tracked program.
+    pub program_id: String,
+    /// The program's name.
+    pub program_name: String,
+    /// The program's checksum.
+    pub checksum: String,
+    /// The customer owning the program: a number when it is one.
+    pub customer_id: CustomerId,
+    /// The customer's name.
+    pub customer_name: String,
+    /// The event's message id.
+    pub message_id: String,
+    /// Whether validation accepted the event.
+    pub valid: bool,
+}
+
+/// A customer id as the original service printed it: a JSON number when numeric.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum CustomerId {
+    /// A numeric id.
+    Number(i64),
+    /// Anything else, as it is.
+    Text(String),
+}
+
+impl From<&str> for CustomerId {
+    fn from(text: &str) -> Self {
+        text.parse()
+            .map(CustomerId::Number)
+            .unwrap_or_else(|_| CustomerId::Text(text.to_owned()))
+    }
+}
+
+/// `POST /events`: how many output events went on the stream and one result per input.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchResponse {
+    /// Output events put on the stream.
+    pub accepted: usize,
+    /// One result per input event, in order.
+    pub results: Vec<BatchResult>,
+}
+
+/// Every error answer: what went wrong in one sentence, and the plugin when one decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: String,
+    /// The plugin that refused or failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
+    /// Its version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// How it failed (`timeout`, `trap`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<&'static str>,
+}
+
+/// `GET /health/check`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthResponse {
+    /// `ok`, or `degraded` while core data is served from L1 only.
+    pub status: &'static str,
+    /// The core-data backend and L1.
+    pub core_data: CoreDataHealth,
+    /// The stream stage.
+    pub stream: StreamHealth,
+    /// Active plugins.
+    pub plugins: Vec<ActivePlugin>,
+}
+
+/// The core-data part of `/health/check`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CoreDataHealth {
+    /// The backend's state.
+    #[serde(flatten)]
+    pub backend: BackendStatus,
+    /// Programs in L1.
+    pub cached_programs: u64,
+}
+
+/// The stream part of `/health/check`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamHealth {
+    /// `kinesis` or `embedded`.
+    pub backend: &'static str,
+    /// Records waiting for delivery.
+    pub buffered_records: usize,
+}
+
+/// A plugin and its active version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActivePlugin {
+    /// Plugin name.
+    pub name: String,
+    /// Active version.
+    pub version: String,
+}
+
+/// `GET /admin/plugins`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginsResponse {
+    /// Every plugin.
+    pub plugins: Vec<PluginEntry>,
+}
+
+/// One plugin of `GET /admin/plugins`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginEntry {
+    /// Plugin name.
+    pub name: String,
+    /// Active version.
+    pub version: String,
+    /// Size of the active component.
+    pub size_bytes: usize,
+    /// Versions available for rollback, newest first.
+    pub previous: Vec<String>,
+}
+
+/// An upload or a rollback: the version before and the version now active.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SwapResponse {
+    /// Plugin name.
+    pub name: String,
+    /// The version that was active.
+    pub previous: String,
+    /// The version active now.
+    pub active: String,
+}
+
+/// `GET /cache/fill`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FillResponse {
+    /// Programs loaded.
+    pub filled: Vec<String>,
+}
+
+/// `GET /cache/purge`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PurgeResponse {
+    /// Programs removed.
+    pub purged: Vec<String>,
+}

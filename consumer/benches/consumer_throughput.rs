@@ -5,26 +5,21 @@
 //! `cargo bench -p adtrack-consumer --bench consumer_throughput`
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use adtrack_consumer::core_data::InProcessCoreData;
+use std::sync::Arc;
+use test_support::repo_root;
+
 use adtrack_consumer::dead_letter::JsonLinesDeadLetters;
 use adtrack_consumer::init::load_chain;
 use adtrack_consumer::store::EmbeddedStore;
 use adtrack_consumer::{Consumer, StreamRecord};
+use contract::TrackingEvent;
+use core_data::InProcessCoreData;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use plugin_engine::{Event, NoCoreData};
-use stream_record::TrackingEvent;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from(".."))
-}
 
 fn pipeline() -> PathBuf {
-    let root = workspace_root();
+    let root = repo_root();
     assert!(
         root.join("target/plugins/validate-tracking.wasm").exists(),
         "run `cargo xtask plugins` first"

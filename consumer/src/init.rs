@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plugin_engine::{
-    CoreDataLookup, EngineConfig, EngineError, LoadOrigin, PipelineFile, PluginChain,
-    PluginEngine, PluginRegistry, PluginVersion, Side,
+    CoreDataLookup, EngineConfig, EngineError, LoadOrigin, PipelineFile, PluginChain, PluginEngine,
+    PluginRegistry, PluginVersion, Side,
 };
 
 /// Plugin instances live at once in the consumer: it handles one batch at a time,

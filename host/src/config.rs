@@ -82,7 +82,10 @@ mod tests {
         for secret in ["hunter2", "s3cret-token", "admin-token-0123456789"] {
             assert!(!printed.contains(secret), "{secret} printed: {printed}");
         }
-        assert!(printed.contains("rediss://default:(redacted)@cache:6379"), "{printed}");
+        assert!(
+            printed.contains("rediss://default:(redacted)@cache:6379"),
+            "{printed}"
+        );
     }
 
     #[test]
@@ -90,7 +93,10 @@ mod tests {
         let setting = |args: &[&str]| parse(args).validate().unwrap_err().setting;
         assert_eq!(setting(&["--redis-url", "http://cache"]), "REDIS_URL");
         assert_eq!(setting(&["--admin-token", "short"]), "ADMIN_TOKEN");
-        assert_eq!(setting(&["--stream-buffer-records", "0"]), "STREAM_BUFFER_RECORDS");
+        assert_eq!(
+            setting(&["--stream-buffer-records", "0"]),
+            "STREAM_BUFFER_RECORDS"
+        );
         assert_eq!(setting(&["--max-body-bytes", "0"]), "MAX_BODY_BYTES");
     }
 }

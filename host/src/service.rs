@@ -169,11 +169,8 @@ impl EmbeddedConsumer {
         core_data: &CoreDataBackend,
         log: EmbeddedLog,
     ) -> Result<Self> {
-        let chain = pipeline.build_chain(
-            Side::Consumer,
-            registry,
-            Arc::new(core_data.cache.clone()),
-        )?;
+        let chain =
+            pipeline.build_chain(Side::Consumer, registry, Arc::new(core_data.cache.clone()))?;
         let store = EmbeddedStore::open(&config.data_dir.join("events.redb"))
             .context("cannot open the embedded event store")?;
         let dead_letters = JsonLinesDeadLetters::open(&config.data_dir.join("dead-letters.jsonl"))

@@ -139,7 +139,11 @@ impl From<&PluginRef> for PluginView {
 /// What became of one event: `accepted`, `filtered`, `rejected`, `retry` or `failed`,
 /// with the plugin and version that decided it and every plugin that handled it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "outcome", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "outcome",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
 pub enum OutcomeView {
     /// Every plugin accepted the event.
     Accepted {

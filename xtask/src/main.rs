@@ -1,4 +1,5 @@
-//! Project automation: `cargo xtask run`, `cargo xtask test`, `cargo xtask plugins`.
+//! Project automation: `cargo xtask run`, `cargo xtask check`, `cargo xtask test`,
+//! `cargo xtask plugins` and the packaging, deployment and benchmark tasks.
 
 mod debian;
 mod infrastructure;
@@ -29,6 +30,8 @@ enum Task {
     /// Build the example plugins and serve the whole pipeline on its embedded defaults
     /// (no AWS, no Redis) at LISTEN_ADDR (127.0.0.1:8080).
     Run,
+    /// The quick loop: format, lint and unit tests, with no plugins built and no services.
+    Check,
     /// Install what the tests need, start services, run every check and test, stop what was started.
     Test,
     /// Build every plugin component into target/plugins/, with the `tracking` plugin in
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
             plugins::build(&root).and_then(|()| languages::build_one(&root, language))
         }
         Task::Run => run_pipeline(&root),
+        Task::Check => quick_check(&root),
         Task::Test => test(&root),
         Task::Infrastructure(command) => infrastructure::run(&root, command),
         Task::Deploy(args) => infrastructure::deploy(&root, &args),
@@ -103,23 +107,23 @@ fn run_pipeline(root: &Path) -> Result<()> {
     check(status, "adtrack-host serve")
 }
 
+/// Format, lint and unit tests (each crate's `src/` tests): no plugins, no services.
+fn quick_check(root: &Path) -> Result<()> {
+    format_and_lint(root)?;
+    step(
+        root,
+        "unit tests",
+        &["test", "--workspace", "--lib", "--bins"],
+        &[],
+    )
+}
+
+/// Everything: the plugins in every language, format and lint, the Lambda package, the
+/// services, every test of the workspace (unit and integration), then the templates.
 fn test(root: &Path) -> Result<()> {
     plugins::build(root)?;
     languages::build(root)?;
-    step(root, "format", &["fmt", "--all", "--", "--check"], &[])?;
-    step(
-        root,
-        "lint",
-        &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
-        &[],
-    )?;
+    format_and_lint(root)?;
     build_workspace(root)?;
     let package = lambda::package(root, lambda::Build::Test)?;
     let services = services::Services::start(root)?;
@@ -134,6 +138,24 @@ fn test(root: &Path) -> Result<()> {
     drop(services);
     infrastructure::test(root)?;
     Ok(())
+}
+
+/// `cargo fmt --check` and `cargo clippy -D warnings` over every target of the workspace.
+fn format_and_lint(root: &Path) -> Result<()> {
+    step(root, "format", &["fmt", "--all", "--", "--check"], &[])?;
+    step(
+        root,
+        "lint",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )
 }
 
 /// Builds the workspace with its test targets: the one build that `run` and `test` share

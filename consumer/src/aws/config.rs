@@ -99,7 +99,10 @@ mod tests {
         let printed = format!("{config:?}");
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(!printed.contains("s3cret"), "{printed}");
-        assert!(printed.contains("redis://default:(redacted)@cache:6379"), "{printed}");
+        assert!(
+            printed.contains("redis://default:(redacted)@cache:6379"),
+            "{printed}"
+        );
         assert!(printed.contains("/tmp/adtrack-plugins"), "{printed}");
     }
 

@@ -251,8 +251,8 @@ fn request_id(request: &WriteRequest) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugin_engine::Event;
     use contract::PluginStamp;
+    use plugin_engine::Event;
 
     #[test]
     fn the_item_keys_on_the_message_id_and_types_customer_id_as_a_number() {

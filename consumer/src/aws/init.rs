@@ -26,13 +26,10 @@ pub async fn aws_consumer(config: &ConsumerConfig) -> Result<(Consumer, InitRepo
                 backend: "Redis",
                 source: Box::new(source),
             };
-            let redis = RedisCoreData::new(
-                url,
-                token.as_ref().or(config.redis.redis_auth_token.as_ref()),
-                config.redis.timeout(),
-            )
-            .map_err(backend)?;
-            redis.ping().await.map_err(backend)?;
+            let token = token.as_ref().or(config.redis.redis_auth_token.as_ref());
+            let redis = RedisCoreData::connect(url, token, config.redis.timeout())
+                .await
+                .map_err(backend)?;
             Some(redis)
         }
         None => {

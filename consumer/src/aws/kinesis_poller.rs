@@ -16,7 +16,7 @@ use aws_sdk_kinesis::config::http::HttpResponse;
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::types::ShardIteratorType;
 use retry_policy::aws::failure;
-use retry_policy::{Classify, ClassifiedError, ErrorKind};
+use retry_policy::{ClassifiedError, Classify, ErrorKind};
 
 use crate::handler::{BatchReport, Consumer, StreamRecord};
 

@@ -27,7 +27,11 @@ impl JsonLinesDeadLetters {
             .open(path)
             .map_err(|error| DeadLetterError {
                 destination: path.display().to_string(),
-                source: ClassifiedError::caused_by(ErrorKind::AuthOrConfig, error.to_string(), error),
+                source: ClassifiedError::caused_by(
+                    ErrorKind::AuthOrConfig,
+                    error.to_string(),
+                    error,
+                ),
             })?;
         Ok(Self {
             path: path.to_owned(),
@@ -56,7 +60,9 @@ impl DeadLetterSink for JsonLinesDeadLetters {
         let written = tokio::task::spawn_blocking(move || sink.append(line)).await;
         let source = match written {
             Ok(Ok(())) => return Ok(()),
-            Ok(Err(error)) => ClassifiedError::caused_by(ErrorKind::Transient, error.to_string(), error),
+            Ok(Err(error)) => {
+                ClassifiedError::caused_by(ErrorKind::Transient, error.to_string(), error)
+            }
             Err(join) => {
                 ClassifiedError::caused_by(ErrorKind::Transient, "the write task failed", join)
             }

@@ -8,7 +8,7 @@ pub mod json_lines;
 use async_trait::async_trait;
 use base64::Engine as _;
 use plugin_engine::PluginRef;
-use retry_policy::{Classify, ClassifiedError, ErrorKind};
+use retry_policy::{ClassifiedError, Classify, ErrorKind};
 use serde::Serialize;
 
 use crate::handler::StreamRecord;

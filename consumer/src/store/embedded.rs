@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use contract::TrackingEvent;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use retry_policy::{ClassifiedError, ErrorKind};
 
 use super::{EventStore, StoreError, StoreFailure, StoredEvent};
@@ -156,7 +156,9 @@ impl EventStore for EmbeddedStore {
         let written = tokio::task::spawn_blocking(move || store.write_all(&encoded)).await;
         let error = match written {
             Ok(Ok(())) => return Ok(()),
-            Ok(Err(error)) => ClassifiedError::caused_by(ErrorKind::Transient, error.to_string(), error),
+            Ok(Err(error)) => {
+                ClassifiedError::caused_by(ErrorKind::Transient, error.to_string(), error)
+            }
             Err(join) => ClassifiedError::caused_by(
                 ErrorKind::Transient,
                 "the embedded store's write task failed",
@@ -181,8 +183,8 @@ impl std::fmt::Debug for EmbeddedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugin_engine::Event;
     use contract::PluginStamp;
+    use plugin_engine::Event;
 
     fn stored(id: &str) -> StoredEvent {
         StoredEvent {

@@ -6,7 +6,7 @@ pub mod embedded;
 use async_trait::async_trait;
 use contract::{PluginStamp, TrackingEvent};
 use plugin_engine::Event;
-use retry_policy::{Classify, ClassifiedError, ErrorKind};
+use retry_policy::{ClassifiedError, Classify, ErrorKind};
 
 pub use embedded::EmbeddedStore;
 

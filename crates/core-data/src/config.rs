@@ -30,7 +30,11 @@ impl RedisConfig {
                 "must start with redis:// or rediss://",
             )?;
         }
-        ensure(self.redis_timeout_ms > 0, "REDIS_TIMEOUT_MS", "must be positive")
+        ensure(
+            self.redis_timeout_ms > 0,
+            "REDIS_TIMEOUT_MS",
+            "must be positive",
+        )
     }
 
     /// Timeout of one Redis command.

@@ -40,8 +40,10 @@ impl InProcessCoreData {
         program_id: &str,
         fields: impl IntoIterator<Item = (String, String)>,
     ) {
-        self.programs().entry(program_id.to_owned()).or_default().fields =
-            fields.into_iter().collect();
+        self.programs()
+            .entry(program_id.to_owned())
+            .or_default()
+            .fields = fields.into_iter().collect();
         self.announce(program_id);
     }
 
@@ -106,9 +108,7 @@ fn numeric_field(fields: &BTreeMap<String, String>, name: &str) -> u64 {
 #[async_trait]
 impl CoreDataStore for InProcessCoreData {
     async fn fetch(&self, key: &str) -> Result<Option<CoreRecord>, CoreDataError> {
-        Ok(self
-            .program(key)
-            .map(|fields| fields.into_iter().collect()))
+        Ok(self.program(key).map(|fields| fields.into_iter().collect()))
     }
 
     async fn store(&self, key: &str, record: &CoreRecord) -> Result<(), CoreDataError> {

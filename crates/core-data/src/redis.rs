@@ -127,16 +127,25 @@ impl RedisCoreData {
         })
     }
 
-    /// Checks that Redis answers (the consumer's cold start fails early when it does not).
+    /// A backend like [`RedisCoreData::new`] that has checked Redis answers (the
+    /// consumer's cold start fails early when it does not).
+    pub async fn connect(
+        url: &CredentialUrl,
+        auth_token: Option<&Secret>,
+        timeout: Duration,
+    ) -> Result<Self, CoreDataError> {
+        let redis = Self::new(url, auth_token, timeout)?;
+        redis.ping().await?;
+        Ok(redis)
+    }
+
+    /// Checks that Redis answers.
     pub async fn ping(&self) -> Result<(), CoreDataError> {
         self.run::<String>(redis::cmd("PING")).await.map(drop)
     }
 
     /// Runs `command` with the timeout, recording the outcome for `/health/check`.
-    async fn run<T: redis::FromRedisValue>(
-        &self,
-        command: redis::Cmd,
-    ) -> Result<T, CoreDataError> {
+    async fn run<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Result<T, CoreDataError> {
         let mut connection = self.connection.clone();
         let query = command.query_async(&mut connection);
         let result = match tokio::time::timeout(self.timeout * 2, query).await {
@@ -168,15 +177,13 @@ impl RedisCoreData {
             invocation.arg(id);
         }
         let mut connection = self.connection.clone();
-        let result = match tokio::time::timeout(
-            self.timeout * 2,
-            invocation.invoke_async(&mut connection),
-        )
-        .await
-        {
-            Ok(result) => result.map_err(CoreDataError::from),
-            Err(_) => Err(CoreDataError::Timeout(self.timeout * 2)),
-        };
+        let result =
+            match tokio::time::timeout(self.timeout * 2, invocation.invoke_async(&mut connection))
+                .await
+            {
+                Ok(result) => result.map_err(CoreDataError::from),
+                Err(_) => Err(CoreDataError::Timeout(self.timeout * 2)),
+            };
         self.health.record(&result);
         result
     }

@@ -23,7 +23,7 @@ mod version;
 pub use capabilities::Grant;
 pub use chain::{ChainOutcome, Outcome, PluginChain, PluginRef};
 pub use config::{EngineConfig, PluginLimits};
-pub use core_data::{LookupError, CoreDataLookup, CoreRecord, NoCoreData, StaticCoreData};
+pub use core_data::{CoreDataLookup, CoreRecord, LookupError, NoCoreData, StaticCoreData};
 pub use engine::{CompiledPlugin, LoadOrigin, PluginEngine, PluginReport};
 pub use error::{CallFailure, EngineError};
 pub use event::Event;

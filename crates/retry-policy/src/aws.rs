@@ -150,7 +150,10 @@ mod tests {
             kind_of_code("ResourceNotFoundException"),
             ErrorKind::AuthOrConfig
         );
-        assert_eq!(kind_of_code("AccessDeniedException"), ErrorKind::AuthOrConfig);
+        assert_eq!(
+            kind_of_code("AccessDeniedException"),
+            ErrorKind::AuthOrConfig
+        );
         assert_eq!(kind_of_code("InternalFailure"), ErrorKind::Transient);
         assert_eq!(kind_of_code("ValidationException"), ErrorKind::Permanent);
     }

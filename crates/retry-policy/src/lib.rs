@@ -245,6 +245,10 @@ mod tests {
         let policy = RetryPolicy::forever(Duration::from_millis(1), Duration::from_millis(4));
         let delays: Vec<Duration> = policy.delays().take(100).collect();
         assert_eq!(delays.len(), 100);
-        assert!(delays.iter().all(|delay| *delay <= Duration::from_millis(8)));
+        assert!(
+            delays
+                .iter()
+                .all(|delay| *delay <= Duration::from_millis(8))
+        );
     }
 }

@@ -159,7 +159,10 @@ mod tests {
 
     #[test]
     fn urls_without_credentials_print_as_they_are() {
-        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
         assert_eq!(redact_url("not a url"), "not a url");
     }
 }

@@ -111,4 +111,3 @@ impl Drop for Host {
         let _ = self.child.wait();
     }
 }
-

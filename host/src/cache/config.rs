@@ -23,8 +23,16 @@ impl CacheConfig {
     /// Checks the Redis settings and that L1 can hold something for some time.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         self.redis.validate()?;
-        ensure(self.cache_capacity > 0, "CACHE_CAPACITY", "must be positive")?;
-        ensure(self.cache_ttl_secs > 0, "CACHE_TTL_SECS", "must be positive")
+        ensure(
+            self.cache_capacity > 0,
+            "CACHE_CAPACITY",
+            "must be positive",
+        )?;
+        ensure(
+            self.cache_ttl_secs > 0,
+            "CACHE_TTL_SECS",
+            "must be positive",
+        )
     }
 
     /// How long a program stays in L1 without a refresh.

@@ -1,10 +1,10 @@
 //! `GET /cache/fill` and `GET /cache/purge`, as in the original service.
 
-use axum::Json;
-use axum::extract::State;
 use super::models::{FillResponse, PurgeResponse};
 use super::{ApiError, AppState};
 use crate::samples;
+use axum::Json;
+use axum::extract::State;
 
 /// Loads the sample programs (212312, 212313, 212314) into the backend and L1.
 pub async fn fill(State(state): State<AppState>) -> Result<Json<FillResponse>, ApiError> {

@@ -38,19 +38,37 @@ pub struct HttpConfig {
 impl HttpConfig {
     /// Rejects limits and timeouts that cannot work and a guessable admin token.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
-        ensure(self.max_body_bytes > 0, "MAX_BODY_BYTES", "must be positive")?;
-        ensure(self.max_plugin_bytes > 0, "MAX_PLUGIN_BYTES", "must be positive")?;
-        ensure(self.max_batch_events > 0, "MAX_BATCH_EVENTS", "must be positive")?;
+        ensure(
+            self.max_body_bytes > 0,
+            "MAX_BODY_BYTES",
+            "must be positive",
+        )?;
+        ensure(
+            self.max_plugin_bytes > 0,
+            "MAX_PLUGIN_BYTES",
+            "must be positive",
+        )?;
+        ensure(
+            self.max_batch_events > 0,
+            "MAX_BATCH_EVENTS",
+            "must be positive",
+        )?;
         ensure(
             self.request_timeout_ms > 0,
             "REQUEST_TIMEOUT_MS",
             "must be positive",
         )?;
-        ensure(self.admin_timeout_ms > 0, "ADMIN_TIMEOUT_MS", "must be positive")?;
+        ensure(
+            self.admin_timeout_ms > 0,
+            "ADMIN_TIMEOUT_MS",
+            "must be positive",
+        )?;
         let token_chars = self
             .admin_token
             .as_ref()
-            .map_or(MIN_ADMIN_TOKEN_CHARS, |token| token.expose().chars().count());
+            .map_or(MIN_ADMIN_TOKEN_CHARS, |token| {
+                token.expose().chars().count()
+            });
         ensure(
             token_chars >= MIN_ADMIN_TOKEN_CHARS,
             "ADMIN_TOKEN",

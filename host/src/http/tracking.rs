@@ -82,7 +82,9 @@ impl From<&Event> for TrackingResponse {
             program_id: text(attribute::PROGRAM_ID),
             program_name: text(attribute::PROGRAM_NAME),
             checksum: text(attribute::CHECKSUM),
-            customer_id: CustomerId::from(event.attribute(attribute::CUSTOMER_ID).unwrap_or_default()),
+            customer_id: CustomerId::from(
+                event.attribute(attribute::CUSTOMER_ID).unwrap_or_default(),
+            ),
             customer_name: text(attribute::CUSTOMER_NAME),
             message_id: event.id.clone(),
             valid: event.attribute(attribute::VALID) == Some("true"),

@@ -29,9 +29,15 @@ impl StreamSink for EmbeddedSink {
         let appended = tokio::task::spawn_blocking(move || log.append(&records))
             .await
             .map_err(|error| {
-                SinkError::caused_by(ErrorKind::Transient, "the embedded log writer stopped", error)
+                SinkError::caused_by(
+                    ErrorKind::Transient,
+                    "the embedded log writer stopped",
+                    error,
+                )
             })?
-            .map_err(|error| SinkError::caused_by(ErrorKind::Transient, error.to_string(), error))?;
+            .map_err(|error| {
+                SinkError::caused_by(ErrorKind::Transient, error.to_string(), error)
+            })?;
         Ok(appended.iter().map(|_| Ok(())).collect())
     }
 

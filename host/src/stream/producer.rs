@@ -331,7 +331,10 @@ mod tests {
                     *count += 1;
                     if *count <= self.failures {
                         refuse = true;
-                        Err(SinkError::new(self.kind, format!("refused ({})", self.kind)))
+                        Err(SinkError::new(
+                            self.kind,
+                            format!("refused ({})", self.kind),
+                        ))
                     } else {
                         Ok(())
                     }

@@ -6,13 +6,11 @@
 //! Compiled code is cached in `target/plugin-artifacts/` (as in the engine's conformance
 //! suite), so the large JavaScript and Python components compile once per version.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 /// The deadline is generous: the swap compiles a large component on the same two cores
@@ -39,7 +37,7 @@ async fn every_language_swaps_in_under_load_without_a_failed_request() {
     let pipeline = write_pipeline(dir.path(), PIPELINE);
     let artifacts = repo_root().join("target/plugin-artifacts");
     let host = Arc::new(
-        Host::start(&[
+        start_host(&[
             ("PIPELINE_FILE", pipeline.to_str().expect("utf-8 path")),
             ("PLUGIN_CACHE_DIR", artifacts.to_str().expect("utf-8 path")),
         ])

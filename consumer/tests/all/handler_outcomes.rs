@@ -1,18 +1,18 @@
 //! What the handler does with each kind of record, with the real example plugins and
 //! in-memory backends (no emulators needed).
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use adtrack_consumer::core_data::{CoreDataUpdates, InProcessCoreData, names};
+use crate::common::*;
 use adtrack_consumer::dead_letter::{DeadLetter, DeadLetterError, DeadLetterKind, DeadLetterSink};
 use adtrack_consumer::init::load_chain;
 use adtrack_consumer::store::{EventStore, StoreError, StoreFailure, StoredEvent};
 use adtrack_consumer::{Consumer, StreamRecord};
 use async_trait::async_trait;
-use common::*;
+use contract::redis_names as names;
+use core_data::{CoreDataUpdates, InProcessCoreData};
+use retry_policy::{ClassifiedError, ErrorKind};
 
 /// Keeps what it is given; refuses the ids in `refuse`, or everything when `down`.
 #[derive(Default)]
@@ -28,10 +28,10 @@ impl EventStore for MemoryStore {
         if self.down {
             return Err(StoreFailure {
                 unwritten: None,
-                error: StoreError::Backend {
-                    operation: "put",
-                    reason: "store is down".into(),
-                },
+                error: StoreError::Backend(ClassifiedError::new(
+                    ErrorKind::Transient,
+                    "store is down",
+                )),
             });
         }
         let (refused, accepted): (Vec<_>, Vec<_>) = events
@@ -65,7 +65,7 @@ impl DeadLetterSink for MemoryDeadLetters {
         if self.down {
             return Err(DeadLetterError {
                 destination: "memory".into(),
-                reason: "queue is down".into(),
+                source: ClassifiedError::new(ErrorKind::Transient, "queue is down"),
             });
         }
         self.letters.lock().unwrap().push(letter.clone());

@@ -1,14 +1,12 @@
 //! Against kinesalite and the real redis-server: fill, track, read the record back
 //! from the stream with GetRecords and decode it with the protobuf schema.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
-use common::*;
-use stream_record::TrackingEvent;
+use contract::TrackingEvent;
 
 async fn kinesis() -> Client {
     let endpoint = service_env("KINESIS_ENDPOINT_URL");
@@ -85,7 +83,7 @@ async fn a_tracked_event_is_on_kinesis_as_a_protobuf_tracking_event() {
     create_stream(&client, &stream).await;
     let redis_url = service_env("REDIS_URL");
     let endpoint = service_env("KINESIS_ENDPOINT_URL");
-    let host = Host::start(&[
+    let host = start_host(&[
         ("REDIS_URL", &redis_url),
         ("KINESIS_STREAM_NAME", &stream),
         ("KINESIS_ENDPOINT_URL", &endpoint),

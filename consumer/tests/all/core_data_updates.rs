@@ -1,17 +1,16 @@
 //! Redis core data (real `redis-server`): stored events update the program's hash and a
 //! subscriber of `core-data-updates` sees the program id; unknown programs are left alone.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use adtrack_consumer::core_data::{CoreDataUpdates, ProgramActivity, RedisCoreData, names};
+use crate::common::*;
+use adtrack_consumer::aws::DynamoDbStore;
 use adtrack_consumer::dead_letter::LoggedDeadLetters;
 use adtrack_consumer::init::load_chain;
-use adtrack_consumer::store::DynamoDbStore;
 use adtrack_consumer::{Consumer, StreamRecord};
-use common::*;
+use contract::redis_names as names;
+use core_data::{CoreDataUpdates, ProgramActivity, RedisCoreData};
 use futures::StreamExt;
 use plugin_engine::CoreDataLookup;
 use redis::AsyncCommands;
@@ -44,9 +43,13 @@ async fn stored_events_update_the_program_and_a_subscriber_sees_the_notification
         .unwrap();
     subscriber.subscribe(names::UPDATES_CHANNEL).await.unwrap();
 
-    let redis = RedisCoreData::connect(&emulators.redis_url, None, Duration::from_secs(2))
-        .await
-        .unwrap();
+    let redis = RedisCoreData::connect(
+        &emulators.redis_url.as_str().into(),
+        None,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
     let (chain, _) = load_chain(
         &pipeline_file(),
         Some(artifact_cache_dir()),
@@ -111,9 +114,13 @@ async fn stored_events_update_the_program_and_a_subscriber_sees_the_notification
 #[tokio::test]
 async fn activity_for_an_unknown_program_does_not_create_it() {
     let emulators = emulators();
-    let redis = RedisCoreData::connect(&emulators.redis_url, None, Duration::from_secs(2))
-        .await
-        .unwrap();
+    let redis = RedisCoreData::connect(
+        &emulators.redis_url.as_str().into(),
+        None,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
     let program_id = unique_program_id();
     redis
         .record_activity(&[ProgramActivity {
@@ -133,8 +140,12 @@ async fn activity_for_an_unknown_program_does_not_create_it() {
 async fn an_unreachable_redis_is_a_connect_error_not_a_hang() {
     // Nothing listens on port 1.
     let started = std::time::Instant::now();
-    let result =
-        RedisCoreData::connect("redis://127.0.0.1:1", None, Duration::from_millis(500)).await;
+    let result = RedisCoreData::connect(
+        &"redis://127.0.0.1:1".into(),
+        None,
+        Duration::from_millis(500),
+    )
+    .await;
     assert!(result.is_err());
     assert!(started.elapsed() < Duration::from_secs(30));
 }

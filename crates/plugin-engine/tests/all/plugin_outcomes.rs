@@ -1,14 +1,12 @@
 //! Every outcome of the example plugins, through the engine.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::common::*;
 use async_trait::async_trait;
-use common::*;
 use plugin_engine::{
-    LookupError, CoreDataLookup, CoreRecord, NoCoreData, Outcome, PipelineFile, PluginSettings,
+    CoreDataLookup, CoreRecord, LookupError, NoCoreData, Outcome, PipelineFile, PluginSettings,
     Side,
 };
 
@@ -164,7 +162,7 @@ struct UnreachableCoreData;
 impl CoreDataLookup for UnreachableCoreData {
     async fn lookup(&self, _key: &str) -> Result<Option<CoreRecord>, LookupError> {
         Err(LookupError::from_message(
-            "redis at 10.0.0.1:6379 refused the connection".into(),
+            "redis at 10.0.0.1:6379 refused the connection",
         ))
     }
 }

@@ -1,33 +1,14 @@
 //! Helpers shared by the engine's integration tests.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
+
+pub use test_support::{plugin_bytes, repo_root};
 
 use plugin_engine::{
     CoreDataLookup, EngineConfig, Event, PluginChain, PluginEngine, PluginRegistry, PluginSettings,
     StaticCoreData,
 };
-
-/// The repository root.
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The bytes of a plugin component built by `cargo xtask plugins`.
-pub fn plugin_bytes(name: &str) -> Vec<u8> {
-    let path = repo_root()
-        .join("target/plugins")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|error| {
-        panic!(
-            "plugin component {} is missing ({error}); build the plugins with \
-             `cargo xtask plugins` (`cargo xtask test` does it first)",
-            path.display()
-        )
-    })
-}
 
 /// An engine with default settings.
 pub fn engine() -> PluginEngine {

@@ -1,10 +1,8 @@
 //! Precompiled artifacts: a second engine loads the cached `.cwasm` instead of compiling.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::common::*;
 use plugin_engine::{EngineConfig, LoadOrigin, PluginEngine};
 
 #[test]

@@ -1,11 +1,9 @@
 //! Swapping plugins while calls are in flight; rollback; refusing broken candidates.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::*;
+use crate::common::*;
 use plugin_engine::{
     EngineError, NoCoreData, Outcome, PluginChain, PluginRegistry, PluginSettings, PluginVersion,
 };

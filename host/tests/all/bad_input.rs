@@ -1,8 +1,6 @@
 //! Bad input gets a clear 4xx and the host keeps serving.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 async fn still_serving(host: &Host) {
     let (status, body) = host.get("/event/212313").await;
@@ -11,7 +9,7 @@ async fn still_serving(host: &Host) {
 
 #[tokio::test]
 async fn malformed_oversized_and_non_utf8_requests_are_refused_clearly() {
-    let host = Host::start(&[("MAX_BODY_BYTES", "4096")]).await;
+    let host = start_host(&[("MAX_BODY_BYTES", "4096")]).await;
     host.get("/cache/fill").await;
 
     let post = |body: Vec<u8>, content_type: &'static str| {
@@ -78,7 +76,7 @@ async fn malformed_oversized_and_non_utf8_requests_are_refused_clearly() {
 
 #[tokio::test]
 async fn the_admin_api_refuses_missing_tokens_and_broken_plugins() {
-    let host = Host::start(&[]).await;
+    let host = start_host(&[]).await;
     host.get("/cache/fill").await;
     let unauthorised = host
         .client

@@ -1,14 +1,14 @@
 //! Helpers shared by the integration tests: the emulators' addresses (from the
 //! environment `cargo xtask test` sets), unique names, fixtures and stream records.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+pub use test_support::{plugin_path, repo_root, unique};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use contract::TrackingEvent;
 use plugin_engine::Event;
-use stream_record::TrackingEvent;
 
 /// Where the services the tests need are.
 pub struct Emulators {
@@ -48,20 +48,6 @@ pub async fn sdk_config(endpoint: &str) -> SdkConfig {
         .await
 }
 
-/// A name no other test (in this or another process) uses.
-pub fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos())
-        .unwrap_or_default();
-    format!(
-        "{prefix}-{}-{nanos}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 /// A program id (digits, as `validate-tracking` wants) no other test uses.
 pub fn unique_program_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -73,30 +59,17 @@ pub fn unique_program_id() -> String {
     format!("9{:011}{:05}", n, std::process::id() % 100_000)
 }
 
-/// The workspace root.
-pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(".."))
-}
-
 /// The test pipeline (`filter` then `validate-tracking`); panics if the plugins are not built.
 pub fn pipeline_file() -> PathBuf {
-    let plugins = workspace_root().join("target/plugins");
-    for plugin in ["filter.wasm", "validate-tracking.wasm"] {
-        assert!(
-            plugins.join(plugin).exists(),
-            "{} is missing: run `cargo xtask plugins` (or `cargo xtask test`)",
-            plugins.join(plugin).display()
-        );
+    for plugin in ["filter", "validate-tracking"] {
+        plugin_path(plugin);
     }
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pipeline.toml")
 }
 
 /// A shared artifact cache for the tests' plugin engines, so only the first compiles.
 pub fn artifact_cache_dir() -> PathBuf {
-    workspace_root().join("target/tmp/consumer-test-artifacts")
+    repo_root().join("target/tmp/consumer-test-artifacts")
 }
 
 /// A tracking event as the host puts it on the stream.

@@ -1,20 +1,19 @@
 //! Kinesis (kinesalite) → consumer → DynamoDB (DynamoDB Local) and Redis: every event
 //! ends up in the table exactly once, even when the stream delivers a batch twice.
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::*;
 use adtrack_consumer::Consumer;
-use adtrack_consumer::core_data::{RedisCoreData, names};
+use adtrack_consumer::aws::DynamoDbStore;
+use adtrack_consumer::aws::kinesis_poller::KinesisPoller;
 use adtrack_consumer::dead_letter::JsonLinesDeadLetters;
-use adtrack_consumer::drivers::kinesis_poller::KinesisPoller;
 use adtrack_consumer::init::load_chain;
-use adtrack_consumer::store::DynamoDbStore;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
-use common::*;
+use contract::redis_names as names;
+use core_data::RedisCoreData;
 use redis::AsyncCommands;
 
 async fn create_stream(client: &aws_sdk_kinesis::Client, stream: &str, shards: i32) {
@@ -79,7 +78,7 @@ async fn events_put_on_the_stream_are_stored_exactly_once_even_when_delivered_tw
     create_table(&dynamodb, &table).await;
 
     let redis = RedisCoreData::connect(
-        &emulators.redis_url,
+        &emulators.redis_url.as_str().into(),
         None,
         std::time::Duration::from_secs(2),
     )

@@ -1,15 +1,13 @@
 //! The host on its embedded defaults: no Redis, no Kinesis.
 
-mod common;
-
+use crate::common::*;
 use adtrack_consumer::store::EmbeddedStore;
-use common::*;
-use stream_record::TrackingEvent;
-use stream_record::embedded_log::EmbeddedLog;
+use contract::TrackingEvent;
+use embedded_log::EmbeddedLog;
 
 #[tokio::test]
 async fn fill_then_track_gives_the_enriched_json_and_the_event_is_in_the_log() {
-    let mut host = Host::start(&[]).await;
+    let mut host = start_host(&[]).await;
     let (status, filled) = host.get("/cache/fill").await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -75,7 +73,7 @@ async fn fill_then_track_gives_the_enriched_json_and_the_event_is_in_the_log() {
 
 #[tokio::test]
 async fn unknown_programs_are_404_and_bots_are_filtered() {
-    let host = Host::start(&[]).await;
+    let host = start_host(&[]).await;
     host.get("/cache/fill").await;
     let (status, body) = host.get("/event/999999").await;
     assert_eq!(status, 404);
@@ -97,7 +95,7 @@ async fn unknown_programs_are_404_and_bots_are_filtered() {
 
 #[tokio::test]
 async fn post_events_reports_one_result_per_event() {
-    let host = Host::start(&[]).await;
+    let host = start_host(&[]).await;
     host.get("/cache/fill").await;
     let body = concat!(
         r#"{"attributes":{"programId":"212313","userAgent":"Mozilla/5.0"}}"#,
@@ -133,7 +131,7 @@ async fn post_events_reports_one_result_per_event() {
 
 #[tokio::test]
 async fn metrics_expose_requests_plugins_cache_and_stream() {
-    let host = Host::start(&[]).await;
+    let host = start_host(&[]).await;
     host.get("/cache/fill").await;
     host.get("/event/212313").await;
     host.get("/event/212313").await;

@@ -1,11 +1,9 @@
 //! Swapping a plugin through the admin API while a load loop runs.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use common::*;
+use crate::common::*;
 
 /// `tagger` starts as the `filter` component (passes browsers through unchanged) and is
 /// swapped for `validate-tracking`, which marks enriched events `valid`.
@@ -24,7 +22,7 @@ host = ["enrich", "tagger"]
 async fn swapping_under_load_fails_no_request_and_the_new_behaviour_shows() {
     let dir = tempfile::tempdir().expect("temp dir");
     let pipeline = write_pipeline(dir.path(), PIPELINE);
-    let host = Arc::new(Host::start(&[("PIPELINE_FILE", pipeline.to_str().unwrap())]).await);
+    let host = Arc::new(start_host(&[("PIPELINE_FILE", pipeline.to_str().unwrap())]).await);
     host.get("/cache/fill").await;
     let (_, body) = host.get("/event/212313").await;
     assert_eq!(body["valid"], false, "the filter plugin does not validate");

@@ -1,12 +1,10 @@
 //! Core data in the real redis-server: updates published on Redis reach L1 without a
 //! restart, and the host keeps serving from L1 while Redis is down.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 async fn redis_connection(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
@@ -43,7 +41,7 @@ where
 #[tokio::test]
 async fn a_core_data_change_published_on_redis_reaches_l1_without_restart() {
     let redis_url = service_env("REDIS_URL");
-    let host = Host::start(&[("REDIS_URL", &redis_url)]).await;
+    let host = start_host(&[("REDIS_URL", &redis_url)]).await;
     let program = format!("77{}", std::process::id());
     let key = format!("program:{program}");
     let mut redis = redis_connection(&redis_url).await;
@@ -156,7 +154,7 @@ async fn while_redis_is_down_cached_programs_are_served_and_the_host_recovers() 
     let port = free_port();
     let redis = OwnRedis::start(port);
     let url = redis.url();
-    let host = Host::start(&[("REDIS_URL", &url)]).await;
+    let host = start_host(&[("REDIS_URL", &url)]).await;
     assert_eq!(host.get("/cache/fill").await.0, 200);
     assert_eq!(
         program_name(&host, "212313").await,

@@ -4,15 +4,13 @@
 //! go to DynamoDB, undecodable and rejected ones to the SQS dead-letter queue (moto),
 //! and `batchItemFailures` names exactly the records that must be redelivered.
 
-mod common;
-
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use base64::Engine as _;
-use common::*;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 
@@ -55,7 +53,7 @@ fn cargo_lambda_command() -> Command {
         path.push(existing);
     }
     let mut command = Command::new(tool);
-    command.current_dir(workspace_root()).env("PATH", path);
+    command.current_dir(repo_root()).env("PATH", path);
     command
 }
 
@@ -307,7 +305,7 @@ async fn invoke_with(
 
 /// A log file for the emulator and the function under `target/tmp/`.
 fn watch_log() -> PathBuf {
-    let log = workspace_root().join(format!("target/tmp/{}.log", unique("lambda-watch")));
+    let log = repo_root().join(format!("target/tmp/{}.log", unique("lambda-watch")));
     std::fs::create_dir_all(log.parent().unwrap()).unwrap();
     log
 }

@@ -2,19 +2,18 @@
 //! appends them) are consumed by the in-process loop into the embedded store, read back;
 //! a restarted loop resumes after its checkpoint.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use adtrack_consumer::Consumer;
-use adtrack_consumer::core_data::{InProcessCoreData, names};
 use adtrack_consumer::dead_letter::JsonLinesDeadLetters;
 use adtrack_consumer::drivers::embedded::{DEFAULT_READER, run_embedded};
 use adtrack_consumer::init::load_chain;
 use adtrack_consumer::store::EmbeddedStore;
-use common::*;
-use stream_record::embedded_log::EmbeddedLog;
+use contract::redis_names as names;
+use core_data::{CoreDataStore, InProcessCoreData};
+use embedded_log::EmbeddedLog;
 use tokio::sync::oneshot;
 
 struct Running {

@@ -1,12 +1,10 @@
 //! Hostile plugins fail their own calls with a typed reason; the engine keeps serving.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use plugin_engine::{
     CallFailure, EngineConfig, EngineError, Grant, NoCoreData, Outcome, PluginChain, PluginEngine,
     PluginLimits, PluginRegistry, PluginSettings,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use plugin_engine::{
-    ChainOutcome, LookupError, CoreDataLookup, CoreRecord, EngineConfig, Event, Outcome,
+    ChainOutcome, CoreDataLookup, CoreRecord, EngineConfig, Event, LookupError, Outcome,
     PluginChain, PluginEngine, PluginLimits, PluginRegistry, PluginSettings, PluginVersion,
     StaticCoreData,
 };

@@ -1,0 +1,11 @@
+//! Integration tests of the consumer: handler outcomes, DynamoDB Local, kinesalite, redis-server, the embedded mode and the Lambda Runtime API emulator.
+//!
+//! One test binary per crate (one link of wasmtime and the AWS SDK); each module is
+//! one behaviour.
+
+mod common;
+mod core_data_updates;
+mod embedded_mode;
+mod handler_outcomes;
+mod lambda_emulator;
+mod stream_to_dynamodb;

@@ -1,0 +1,11 @@
+//! Integration tests of the plugin engine: outcomes, limits, hostile plugins, hot swap, the artifact cache and the conformance suite of every language.
+//!
+//! One test binary per crate (one link of wasmtime and the AWS SDK); each module is
+//! one behaviour.
+
+mod artifact_cache;
+mod common;
+mod conformance;
+mod hostile_plugins;
+mod hot_swap;
+mod plugin_outcomes;

@@ -62,7 +62,7 @@ pub enum InitError {
     WarmUp {
         /// Plugin name.
         name: String,
-        /// Why.
+        /// What went wrong, for people (logs and answers).
         reason: String,
     },
     /// A backend could not be set up.
@@ -70,7 +70,7 @@ pub enum InitError {
     Backend {
         /// Which backend.
         backend: &'static str,
-        /// Why.
+        /// The underlying error, kept as the source.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },

@@ -194,7 +194,7 @@ pub enum OutcomeView {
     },
     /// The input line is not an event (CLI only).
     InvalidInput {
-        /// Why.
+        /// What went wrong, for people (logs and answers).
         reason: String,
     },
 }

@@ -27,23 +27,23 @@ pub enum EmbeddedStoreError {
     /// The file could not be created or opened.
     #[error("cannot open the event store {path}: {source}")]
     Open {
-        /// The file.
+        /// The file at fault.
         path: PathBuf,
-        /// Why.
+        /// The underlying error, kept as the source.
         source: redb::DatabaseError,
     },
     /// A transaction failed.
     #[error("event store {path}: {source}")]
     Store {
-        /// The file.
+        /// The file at fault.
         path: PathBuf,
-        /// Why.
+        /// The underlying error, kept as the source.
         source: Box<redb::Error>,
     },
     /// A stored value is not a stream record.
     #[error("event store {path}: event {id} is corrupt: {reason}")]
     Corrupt {
-        /// The file.
+        /// The file at fault.
         path: PathBuf,
         /// The event id.
         id: String,

@@ -42,7 +42,7 @@ impl StoredEvent {
 pub struct StoreFailure {
     /// Ids of the events that were not written; `None` when none was.
     pub unwritten: Option<Vec<String>>,
-    /// Why.
+    /// What went wrong, with its kind.
     pub error: StoreError,
 }
 

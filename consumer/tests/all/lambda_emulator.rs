@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use base64::Engine as _;
+use contract::redis_names as names;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 
@@ -385,7 +386,7 @@ async fn a_mixed_batch_is_stored_or_dead_lettered(
 
     let count: u64 = backends
         .redis
-        .hget(format!("program:{program_id}"), "eventCount")
+        .hget(names::program_key(&program_id), names::EVENT_COUNT_FIELD)
         .await
         .unwrap();
     assert_eq!(count, 2);

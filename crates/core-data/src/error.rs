@@ -55,7 +55,7 @@ fn redis_kind(error: &::redis::RedisError) -> ErrorKind {
 pub struct CoreDataUpdateError {
     /// The program whose update failed.
     pub program_id: String,
-    /// Why.
+    /// The underlying error, kept as the source.
     #[source]
     pub source: CoreDataError,
 }

@@ -45,17 +45,17 @@ pub enum LogError {
     /// The file could not be created or opened as a log.
     #[error("cannot open the event log {path}: {source}")]
     Open {
-        /// The log file.
+        /// The file at fault.
         path: PathBuf,
-        /// Why.
+        /// The underlying error, kept as the source.
         source: redb::DatabaseError,
     },
     /// A read or write transaction on the log failed.
     #[error("event log {path}: {source}")]
     Store {
-        /// The log file.
+        /// The file at fault.
         path: PathBuf,
-        /// Why.
+        /// The underlying error, kept as the source.
         source: Box<redb::Error>,
     },
 }

@@ -12,15 +12,15 @@ pub enum EngineError {
     /// A plugin or pipeline file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
-        /// The file.
+        /// The file at fault.
         path: PathBuf,
-        /// Why.
+        /// The underlying error, kept as the source.
         source: std::io::Error,
     },
     /// The pipeline file is malformed or inconsistent.
     #[error("invalid pipeline file {path}: {reason}")]
     Pipeline {
-        /// The file.
+        /// The file at fault.
         path: PathBuf,
         /// What is wrong.
         reason: String,

@@ -111,3 +111,39 @@ async fn a_tracked_event_is_on_kinesis_as_a_protobuf_tracking_event() {
     assert_eq!(health["stream"]["backend"], "kinesis");
     assert_eq!(health["coreData"]["backend"], "redis");
 }
+
+/// A stream that does not exist is a configuration error: the host answers 503 at once
+/// with Kinesis' one-sentence reason, and does not retry the call like a throttle.
+#[tokio::test]
+async fn a_missing_stream_is_refused_without_retries() {
+    let redis_url = service_env("REDIS_URL");
+    let endpoint = service_env("KINESIS_ENDPOINT_URL");
+    let missing = format!("adtrack-missing-{}", uuid::Uuid::new_v4().simple());
+    let host = start_host(&[
+        ("REDIS_URL", &redis_url),
+        ("KINESIS_STREAM_NAME", &missing),
+        ("KINESIS_ENDPOINT_URL", &endpoint),
+    ])
+    .await;
+    let (status, _) = host.get("/cache/fill").await;
+    assert_eq!(status, 200);
+    let (status, body) = host.get("/event/212312").await;
+    assert_eq!(status, 503, "{body}");
+    let error = body["error"].as_str().expect("an error sentence");
+    assert!(error.contains("ResourceNotFoundException"), "{error}");
+    assert!(error.contains("auth-or-config"), "{error}");
+    assert!(error.contains("1 attempts"), "{error}");
+    let metrics = host
+        .client
+        .get(host.at("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        !metrics.contains("stream_put_retries_total"),
+        "a missing stream was retried:\n{metrics}"
+    );
+}

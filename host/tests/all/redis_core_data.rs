@@ -4,6 +4,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use contract::redis_names;
+
 use crate::common::*;
 
 async fn redis_connection(url: &str) -> redis::aio::MultiplexedConnection {
@@ -43,7 +45,7 @@ async fn a_core_data_change_published_on_redis_reaches_l1_without_restart() {
     let redis_url = service_env("REDIS_URL");
     let host = start_host(&[("REDIS_URL", &redis_url)]).await;
     let program = format!("77{}", std::process::id());
-    let key = format!("program:{program}");
+    let key = redis_names::program_key(&program);
     let mut redis = redis_connection(&redis_url).await;
     let fields = [
         ("programName", "Before"),
@@ -82,7 +84,7 @@ async fn a_core_data_change_published_on_redis_reaches_l1_without_restart() {
             let host = &host;
             async move {
                 redis::cmd("PUBLISH")
-                    .arg("core-data-updates")
+                    .arg(redis_names::UPDATES_CHANNEL)
                     .arg(&program)
                     .query_async::<i64>(&mut redis)
                     .await
@@ -189,7 +191,7 @@ async fn while_redis_is_down_cached_programs_are_served_and_the_host_recovers() 
     );
     let mut connection = redis_connection(&redis.url()).await;
     redis::cmd("HSET")
-        .arg("program:212313")
+        .arg(redis_names::program_key("212313"))
         .arg("programName")
         .arg("Renamed")
         .query_async::<i64>(&mut connection)
@@ -201,7 +203,7 @@ async fn while_redis_is_down_cached_programs_are_served_and_the_host_recovers() 
             let host = &host;
             async move {
                 redis::cmd("PUBLISH")
-                    .arg("core-data-updates")
+                    .arg(redis_names::UPDATES_CHANNEL)
                     .arg("212313")
                     .query_async::<i64>(&mut connection)
                     .await

@@ -5,6 +5,8 @@
 //! of named plugins with atomic hot swap and rollback, and runs pipelines of them over
 //! events with per-plugin memory, time and fuel limits.
 
+#![deny(missing_docs)]
+
 mod artifact_cache;
 mod bindings;
 mod capabilities;

@@ -109,6 +109,18 @@ impl PluginRegistry {
     ) -> Result<Arc<RegisteredPlugin>, EngineError> {
         self.engine.check_limits(name, &settings.limits)?;
         let compiled = self.engine.compile(name, bytes, &settings.grants)?;
+        self.register_compiled(name, settings, compiled)
+    }
+
+    /// Registers a plugin already compiled and checked (against `settings.grants`) on
+    /// this registry's engine under `name`.
+    pub fn register_compiled(
+        &self,
+        name: &str,
+        settings: PluginSettings,
+        compiled: CompiledPlugin,
+    ) -> Result<Arc<RegisteredPlugin>, EngineError> {
+        self.engine.check_limits(name, &settings.limits)?;
         let mut plugins = self.plugins.write().unwrap_or_else(PoisonError::into_inner);
         if plugins.contains_key(name) {
             return Err(EngineError::DuplicatePlugin(name.to_owned()));

@@ -1,0 +1,29 @@
+//! The fleet-wide plugin registry.
+//!
+//! Components are stored content-addressed (their sha256 is their version). A
+//! [`Release`] is an immutable, numbered document naming, per side (host, consumer),
+//! the chain and each plugin's version, config, limits and grants. One pointer names
+//! the current release; it moves only by compare-and-set, so of two concurrent
+//! publishes exactly one wins and the other gets [`RegistryError::Conflict`]. Every
+//! release stays readable: a rollback moves the pointer back to an earlier one.
+//!
+//! The store is a local directory ([`LocalStore`], the embedded default) or, with the
+//! `s3` feature, the stack's plugin bucket (`S3Store`, conditional writes). Processes
+//! report the release they run with heartbeats, which `status` reads.
+#![deny(missing_docs)]
+
+mod document;
+mod error;
+mod local;
+mod registry;
+#[cfg(feature = "s3")]
+mod s3;
+mod store;
+
+pub use document::{Heartbeat, Release, ReleasedPlugin, SideRelease};
+pub use error::RegistryError;
+pub use local::LocalStore;
+pub use registry::{Publish, ReleaseRegistry, Status};
+#[cfg(feature = "s3")]
+pub use s3::S3Store;
+pub use store::{Pointer, RegistryStore};

@@ -1,0 +1,253 @@
+//! The registry's operations: seed, publish, roll back, list, status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use plugin_engine::{PipelineFile, PluginEngine, Side};
+
+use crate::document::{Heartbeat, Release, ReleasedPlugin, SideRelease, now_ms, side_name};
+use crate::error::RegistryError;
+use crate::store::{Pointer, RegistryStore};
+
+/// A candidate component for one plugin of one side.
+#[derive(Clone, Copy, Debug)]
+pub struct Publish<'a> {
+    /// Which chain it belongs to.
+    pub side: Side,
+    /// The plugin name.
+    pub plugin: &'a str,
+    /// The component bytes.
+    pub component: &'a [u8],
+    /// Add the plugin at the end of the chain if the release does not have it.
+    pub new: bool,
+}
+
+/// Which release the fleet runs, from the heartbeats.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// The current release, if any.
+    pub current: Option<u64>,
+    /// Live host instances per release they run.
+    pub hosts: BTreeMap<u64, usize>,
+    /// Live consumer instances per release they run.
+    pub consumers: BTreeMap<u64, usize>,
+}
+
+impl Status {
+    /// `host 3/3 instances on release 7, consumer 1/1 on release 7`.
+    pub fn summary(&self) -> String {
+        let Some(current) = self.current else {
+            return "no release is current".to_owned();
+        };
+        let side = |name: &str, counts: &BTreeMap<u64, usize>| {
+            let total: usize = counts.values().sum();
+            let on_current = counts.get(&current).copied().unwrap_or_default();
+            format!("{name} {on_current}/{total} instances on release {current}")
+        };
+        format!(
+            "current release {current}; {}, {}",
+            side("host", &self.hosts),
+            side("consumer", &self.consumers)
+        )
+    }
+}
+
+/// The fleet's plugin registry over a [`RegistryStore`].
+#[derive(Clone)]
+pub struct ReleaseRegistry {
+    store: Arc<dyn RegistryStore>,
+}
+
+impl ReleaseRegistry {
+    /// The registry kept in `store`.
+    pub fn new(store: Arc<dyn RegistryStore>) -> Self {
+        Self { store }
+    }
+
+    /// The store behind it.
+    pub fn store(&self) -> &Arc<dyn RegistryStore> {
+        &self.store
+    }
+
+    /// The current release, `None` while the registry is empty.
+    pub async fn current(&self) -> Result<Option<Release>, RegistryError> {
+        match self.store.current().await? {
+            Some(pointer) => self.store.release(pointer.release).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Makes the pipeline file the first release when the registry is empty (its
+    /// components are uploaded); returns the current release either way.
+    pub async fn seed(&self, pipeline: &PipelineFile) -> Result<Release, RegistryError> {
+        if let Some(current) = self.current().await? {
+            return Ok(current);
+        }
+        let mut release = Release {
+            number: self.next_number().await?,
+            created_ms: now_ms(),
+            summary: format!("seeded from {}", pipeline.path.display()),
+            host: SideRelease::default(),
+            consumer: SideRelease::default(),
+        };
+        for side in [Side::Host, Side::Consumer] {
+            let chain = pipeline.chain_names(side).to_vec();
+            for name in &chain {
+                let declaration = &pipeline.plugins[name];
+                let bytes = tokio::fs::read(&declaration.path).await.map_err(|error| {
+                    RegistryError::Refused(plugin_engine::EngineError::Read {
+                        path: declaration.path.clone(),
+                        source: error,
+                    })
+                })?;
+                let version = plugin_engine::PluginVersion::of(&bytes);
+                self.store.put_component(version, &bytes).await?;
+                release
+                    .side_mut(side)
+                    .plugins
+                    .insert(name.clone(), ReleasedPlugin::new(version, &declaration.settings));
+            }
+            release.side_mut(side).chain = chain;
+        }
+        match self.install(None, release).await {
+            Ok(release) => Ok(release),
+            // Another process seeded first: its release is current.
+            Err(RegistryError::Conflict(_)) => self.current().await?.ok_or(RegistryError::Empty),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Publishes `candidate` as the next release: checks it against the world and the
+    /// plugin's grants on `engine` (a refused component is never stored), stores it,
+    /// writes the release and moves the pointer by compare-and-set.
+    pub async fn publish(
+        &self,
+        engine: &PluginEngine,
+        candidate: Publish<'_>,
+    ) -> Result<Release, RegistryError> {
+        let pointer = self.store.current().await?.ok_or(RegistryError::Empty)?;
+        let current = self.store.release(pointer.release).await?;
+        let side = current.side(candidate.side);
+        let settings = match side.plugins.get(candidate.plugin) {
+            Some(plugin) => plugin.settings(),
+            None if candidate.new => plugin_engine::PluginSettings::default(),
+            None => {
+                return Err(RegistryError::UnknownPlugin {
+                    name: candidate.plugin.to_owned(),
+                    side: side_name(candidate.side),
+                    release: current.number,
+                });
+            }
+        };
+        engine.check_limits(candidate.plugin, &settings.limits)?;
+        let compiled = engine.compile(candidate.plugin, candidate.component, &settings.grants)?;
+        let version = compiled.version();
+        self.store
+            .put_component(version, candidate.component)
+            .await?;
+        let mut next = current.clone();
+        next.number = self.next_number().await?;
+        next.created_ms = now_ms();
+        next.summary = format!(
+            "publish {} {} on {}",
+            candidate.plugin,
+            version.short(),
+            side_name(candidate.side)
+        );
+        let side = next.side_mut(candidate.side);
+        if !side.chain.iter().any(|name| name == candidate.plugin) {
+            side.chain.push(candidate.plugin.to_owned());
+        }
+        side.plugins.insert(
+            candidate.plugin.to_owned(),
+            ReleasedPlugin::new(version, &settings),
+        );
+        self.install(Some(&pointer), next).await
+    }
+
+    /// Makes release `to` (default: the one numbered just before the current one)
+    /// current again.
+    pub async fn rollback(&self, to: Option<u64>) -> Result<Release, RegistryError> {
+        let pointer = self.store.current().await?.ok_or(RegistryError::Empty)?;
+        let target = match to {
+            Some(number) => number,
+            None => self
+                .store
+                .release_numbers()
+                .await?
+                .into_iter()
+                .filter(|number| *number < pointer.release)
+                .max()
+                .ok_or(RegistryError::UnknownRelease(pointer.release.saturating_sub(1)))?,
+        };
+        let release = self.store.release(target).await?;
+        self.store.move_current(Some(&pointer), target).await?;
+        tracing::info!(from = pointer.release, to = target, "rolled back");
+        Ok(release)
+    }
+
+    /// Every release, oldest first.
+    pub async fn releases(&self) -> Result<Vec<Release>, RegistryError> {
+        let mut releases = Vec::new();
+        for number in self.store.release_numbers().await? {
+            releases.push(self.store.release(number).await?);
+        }
+        Ok(releases)
+    }
+
+    /// Records that this process (`instance` of `side`) runs `release`.
+    pub async fn heartbeat(
+        &self,
+        side: Side,
+        instance: &str,
+        release: u64,
+    ) -> Result<(), RegistryError> {
+        self.store
+            .put_heartbeat(&Heartbeat {
+                side: side_name(side).to_owned(),
+                instance: instance.to_owned(),
+                release,
+                at_ms: now_ms(),
+            })
+            .await
+    }
+
+    /// The current release and which release the live instances (a heartbeat within
+    /// `fresh`) run.
+    pub async fn status(&self, fresh: Duration) -> Result<Status, RegistryError> {
+        let mut status = Status {
+            current: self.store.current().await?.map(|pointer| pointer.release),
+            ..Status::default()
+        };
+        let oldest = now_ms().saturating_sub(fresh.as_millis() as u64);
+        for heartbeat in self.store.heartbeats().await? {
+            if heartbeat.at_ms < oldest {
+                continue;
+            }
+            let counts = match heartbeat.side.as_str() {
+                "host" => &mut status.hosts,
+                _ => &mut status.consumers,
+            };
+            *counts.entry(heartbeat.release).or_default() += 1;
+        }
+        Ok(status)
+    }
+
+    async fn next_number(&self) -> Result<u64, RegistryError> {
+        let numbers = self.store.release_numbers().await?;
+        Ok(numbers.last().copied().unwrap_or_default() + 1)
+    }
+
+    /// Writes `release` and moves the pointer to it from `expected`.
+    async fn install(
+        &self,
+        expected: Option<&Pointer>,
+        release: Release,
+    ) -> Result<Release, RegistryError> {
+        self.store.create_release(&release).await?;
+        self.store.move_current(expected, release.number).await?;
+        tracing::info!(release = release.number, summary = %release.summary, "release published");
+        Ok(release)
+    }
+}

@@ -60,7 +60,7 @@ fn consumer(runtime: &tokio::runtime::Runtime, pipeline: &Path, dir: &Path) -> C
             .await
             .expect("load the consumer chain");
         Consumer::new(
-            chain,
+            Arc::new(chain),
             Arc::new(EmbeddedStore::open(&dir.join("events.redb")).expect("store")),
             Arc::new(JsonLinesDeadLetters::open(&dir.join("dead.jsonl")).expect("file")),
             Arc::new(core_data),

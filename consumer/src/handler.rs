@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
+use async_trait::async_trait;
 use contract::{PluginStamp, TrackingEvent, attribute};
 use core_data::{CoreDataUpdates, ProgramActivity};
 use plugin_engine::{Event, Outcome, PluginChain, PluginRef};
@@ -75,21 +76,51 @@ impl BatchReport {
     }
 }
 
-/// The consumer: the consumer plugin chain and the backends it writes to. Cheap to share
-/// behind an `Arc`; batches may be handled concurrently.
+/// The chain one batch runs and the plugin release it belongs to.
+#[derive(Clone)]
+pub struct BatchChain {
+    /// The consumer chain.
+    pub chain: PluginChain,
+    /// Its release in the plugin registry (0: a fixed chain, not from the registry).
+    pub release: u64,
+}
+
+/// Where the consumer gets the chain for each batch: a fixed chain, or the current
+/// release of the plugin registry (`crate::releases::RegistryChains`).
+#[async_trait]
+pub trait ChainSource: Send + Sync {
+    /// The chain the next batch runs.
+    async fn next_batch(&self) -> BatchChain;
+}
+
+/// A fixed chain (tests, and a consumer without a registry).
+#[async_trait]
+impl ChainSource for PluginChain {
+    async fn next_batch(&self) -> BatchChain {
+        BatchChain {
+            chain: self.clone(),
+            release: 0,
+        }
+    }
+}
+
+/// The consumer: where its chain comes from and the backends it writes to. Cheap to
+/// share behind an `Arc`; batches may be handled concurrently.
 #[derive(Clone)]
 pub struct Consumer {
-    chain: PluginChain,
+    chains: Arc<dyn ChainSource>,
     store: Arc<dyn EventStore>,
     dead_letters: Arc<dyn DeadLetterSink>,
     core_data: Arc<dyn CoreDataUpdates>,
 }
 
-/// A decoded record: its position in the batch, its event and the host's plugin stamps.
+/// A decoded record: its position in the batch, its event, the host's plugin stamps
+/// and release.
 struct DecodedRecord {
     position: usize,
     event: Event,
     host_stamps: Vec<PluginStamp>,
+    host_release: u64,
 }
 
 /// Where one record stands while its batch is handled.
@@ -107,24 +138,19 @@ enum Disposition {
 }
 
 impl Consumer {
-    /// A consumer running `chain` and writing to the given backends.
+    /// A consumer running the chains of `chains` and writing to the given backends.
     pub fn new(
-        chain: PluginChain,
+        chains: Arc<dyn ChainSource>,
         store: Arc<dyn EventStore>,
         dead_letters: Arc<dyn DeadLetterSink>,
         core_data: Arc<dyn CoreDataUpdates>,
     ) -> Self {
         Self {
-            chain,
+            chains,
             store,
             dead_letters,
             core_data,
         }
-    }
-
-    /// The consumer plugin chain.
-    pub fn chain(&self) -> &PluginChain {
-        &self.chain
     }
 
     /// Handles one batch; never fails as a whole: every record is accounted for in the
@@ -183,11 +209,14 @@ impl Consumer {
         let mut events = Vec::with_capacity(decoded.len());
         for record in decoded {
             positions.push(record.position);
-            host_stamps.push(record.host_stamps);
+            host_stamps.push((record.host_stamps, record.host_release));
             events.push(record.event);
         }
-        let outcomes = self.chain.process(events).await;
-        for ((position, stamps), outcome) in positions.into_iter().zip(host_stamps).zip(outcomes) {
+        let batch = self.chains.next_batch().await;
+        let outcomes = batch.chain.process(events).await;
+        for ((position, (stamps, host_release)), outcome) in
+            positions.into_iter().zip(host_stamps).zip(outcomes)
+        {
             let record = &records[position];
             dispositions[position] = match outcome.outcome {
                 Outcome::Accepted(events) if events.is_empty() => {
@@ -203,6 +232,8 @@ impl Consumer {
                             .map(|event| StoredEvent {
                                 event,
                                 processed_by: processed_by.clone(),
+                                host_release,
+                                consumer_release: batch.release,
                             })
                             .collect(),
                     )
@@ -320,10 +351,12 @@ fn decode_all(records: &[StreamRecord]) -> (Vec<Disposition>, Vec<DecodedRecord>
             }
             Ok(mut tracking) => {
                 let host_stamps = std::mem::take(&mut tracking.processed_by);
+                let host_release = tracking.host_release;
                 decoded.push(DecodedRecord {
                     position,
                     event: tracking.into_event(),
                     host_stamps,
+                    host_release,
                 });
                 dispositions.push(Disposition::Decoded);
             }

@@ -11,6 +11,9 @@ use plugin_engine::{
     CoreDataLookup, EngineConfig, EngineError, LoadOrigin, PipelineFile, PluginChain, PluginEngine,
     PluginRegistry, PluginVersion, Side,
 };
+use releases::{RegistryError, ReleaseRegistry, ReleaseRuntime};
+
+use crate::releases::{DEFAULT_CHECK_EVERY, RegistryChains};
 
 /// Plugin instances live at once in the consumer: it handles one batch at a time,
 /// with one instance per plugin per batch, so a small pool keeps memory low.
@@ -57,6 +60,9 @@ pub enum InitError {
     /// The pipeline or a plugin could not be loaded.
     #[error(transparent)]
     Plugins(#[from] EngineError),
+    /// The plugin registry could not be read, or its current release not loaded.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     /// A plugin could not be instantiated.
     #[error("plugin {name} cannot start: {reason}")]
     WarmUp {
@@ -85,34 +91,11 @@ pub async fn load_chain(
 ) -> Result<(PluginChain, InitReport), InitError> {
     let started = Instant::now();
     let pipeline = PipelineFile::load(pipeline_path)?;
-    let max_memory_bytes = pipeline
-        .plugins
-        .values()
-        .map(|plugin| plugin.settings.limits.memory_bytes)
-        .max()
-        .unwrap_or(EngineConfig::default().max_memory_bytes);
-    let engine = PluginEngine::new(EngineConfig {
-        max_concurrent_instances: CONSUMER_INSTANCE_POOL,
-        max_memory_bytes,
-        fuel_metering: pipeline.needs_fuel(),
-        artifact_cache_dir,
-        ..EngineConfig::default()
-    })?;
+    let engine = consumer_engine(&pipeline, artifact_cache_dir)?;
     let registry = PluginRegistry::new(engine);
     let chain = pipeline.build_chain(Side::Consumer, &registry, core_data)?;
     let chain_loaded = started.elapsed();
-    let plugins = chain
-        .steps()
-        .iter()
-        .map(|plugin| {
-            let active = plugin.active();
-            PluginLoad {
-                name: plugin.name().to_string(),
-                version: active.version(),
-                origin: active.report().origin,
-            }
-        })
-        .collect();
+    let plugins = plugin_loads(&chain);
     let warm_started = Instant::now();
     if let Err(outcome) = chain.warm_up().await {
         let (name, reason) = match outcome {
@@ -131,6 +114,88 @@ pub async fn load_chain(
         total: started.elapsed(),
     };
     Ok((chain, report))
+}
+
+/// Loads the consumer chain of the registry's current release (seeding an empty
+/// registry from the pipeline file at `pipeline_path`); each batch then checks the
+/// registry for a newer release.
+pub async fn registry_chains(
+    registry: ReleaseRegistry,
+    pipeline_path: &Path,
+    artifact_cache_dir: Option<PathBuf>,
+    core_data: Arc<dyn CoreDataLookup>,
+) -> Result<(RegistryChains, InitReport), InitError> {
+    let started = Instant::now();
+    let pipeline = PipelineFile::load(pipeline_path)?;
+    let engine = consumer_engine(&pipeline, artifact_cache_dir)?;
+    let runtime = ReleaseRuntime::start(
+        registry,
+        engine,
+        core_data,
+        &[Side::Consumer],
+        Some(&pipeline),
+    )
+    .await?;
+    let active = runtime.active();
+    let plugins = active
+        .chain(Side::Consumer)
+        .map(plugin_loads)
+        .unwrap_or_default();
+    tracing::info!(
+        release = active.number(),
+        "consumer runs the registry's current release"
+    );
+    let chains =
+        RegistryChains::new(runtime, DEFAULT_CHECK_EVERY).map_err(|error| InitError::Backend {
+            backend: "plugin registry",
+            source: Box::new(error),
+        })?;
+    let report = InitReport {
+        plugins,
+        chain: started.elapsed(),
+        warm_up: Duration::ZERO,
+        backends: Duration::ZERO,
+        total: started.elapsed(),
+    };
+    Ok((chains, report))
+}
+
+/// The consumer's engine: a small instance pool (one batch at a time), memory up to the
+/// largest limit the pipeline declares (at least the engine default), fuel if needed.
+fn consumer_engine(
+    pipeline: &PipelineFile,
+    artifact_cache_dir: Option<PathBuf>,
+) -> Result<PluginEngine, EngineError> {
+    let max_memory_bytes = pipeline
+        .plugins
+        .values()
+        .map(|plugin| plugin.settings.limits.memory_bytes)
+        .chain([EngineConfig::default().max_memory_bytes])
+        .max()
+        .unwrap_or_default();
+    PluginEngine::new(EngineConfig {
+        max_concurrent_instances: CONSUMER_INSTANCE_POOL,
+        max_memory_bytes,
+        fuel_metering: pipeline.needs_fuel(),
+        artifact_cache_dir,
+        ..EngineConfig::default()
+    })
+}
+
+/// How each plugin of `chain` was loaded.
+fn plugin_loads(chain: &PluginChain) -> Vec<PluginLoad> {
+    chain
+        .steps()
+        .iter()
+        .map(|plugin| {
+            let active = plugin.active();
+            PluginLoad {
+                name: plugin.name().to_string(),
+                version: active.version(),
+                origin: active.report().origin,
+            }
+        })
+        .collect()
 }
 
 /// Logs the init report: one line per plugin and the totals.

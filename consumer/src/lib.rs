@@ -17,7 +17,8 @@ pub mod dead_letter;
 pub mod drivers;
 pub mod handler;
 pub mod init;
+pub mod releases;
 pub mod store;
 
-pub use handler::{BatchReport, Consumer, RecordFailure, StreamRecord};
+pub use handler::{BatchChain, BatchReport, ChainSource, Consumer, RecordFailure, StreamRecord};
 pub use init::{InitReport, PluginLoad};

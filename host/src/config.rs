@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use releases::RegistryConfig;
 use settings::InvalidSetting;
 
 use crate::cache::CacheConfig;
@@ -15,6 +16,10 @@ use crate::stream::StreamConfig;
 /// environment variable named in its help.
 #[derive(Clone, Debug, Args)]
 pub struct ServeConfig {
+    /// Directory for the embedded stream log, event store, dead letters and the local
+    /// plugin registry.
+    #[arg(long, env = "DATA_DIR", default_value = ".adtrack")]
+    pub data_dir: PathBuf,
     /// The HTTP stage.
     #[command(flatten)]
     pub http: HttpConfig,
@@ -29,21 +34,26 @@ pub struct ServeConfig {
     pub stream: StreamConfig,
 }
 
-/// Where the plugins come from.
+/// Where the plugins come from: the registry's current release (seeded from the
+/// pipeline file when the registry is empty).
 #[derive(Clone, Debug, Args)]
 pub struct PluginConfig {
-    /// The pipeline file (plugins and the host chain).
+    /// The pipeline file: the first release of an empty registry.
     #[arg(long, env = "PIPELINE_FILE", default_value = "pipeline.toml")]
     pub pipeline: PathBuf,
     /// Directory for precompiled plugin artifacts (`.cwasm`); unset: compile at start.
     #[arg(long, env = "PLUGIN_CACHE_DIR")]
     pub plugin_cache_dir: Option<PathBuf>,
+    /// The plugin registry.
+    #[command(flatten)]
+    pub registry: RegistryConfig,
 }
 
 impl ServeConfig {
     /// Rejects settings that cannot work, before anything starts.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         self.http.validate()?;
+        self.plugins.registry.validate()?;
         self.cache.validate()?;
         self.stream.validate()
     }

@@ -1,9 +1,11 @@
 //! The adtrack host binary: the event-processing service and the plugin author tools.
 
+mod announce;
 mod cache;
 mod config;
 mod http;
 mod plugin_cli;
+mod release_cli;
 mod samples;
 mod service;
 mod stream;

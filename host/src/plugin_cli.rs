@@ -13,6 +13,7 @@ use plugin_engine::{
     PluginEngine, PluginLimits, PluginRegistry, PluginSettings, Side, StaticCoreData,
 };
 
+use crate::release_cli::{self, ReleaseCommand};
 use crate::views::{EventInput, LineResult, OutcomeView};
 
 /// Work on a single plugin component.
@@ -48,6 +49,9 @@ pub enum PluginCommand {
         #[arg(long)]
         fuel: Option<u64>,
     },
+    /// Fleet releases: publish, rollback, releases, status.
+    #[command(flatten)]
+    Release(ReleaseCommand),
 }
 
 /// Work on a whole pipeline file.
@@ -90,6 +94,7 @@ pub struct RunOptions {
 pub async fn plugin(command: PluginCommand) -> Result<()> {
     match command {
         PluginCommand::Check { file, grants } => check(&file, grants),
+        PluginCommand::Release(command) => release_cli::run(command).await,
         PluginCommand::Run {
             file,
             config,
@@ -136,11 +141,7 @@ pub async fn pipeline(command: PipelineCommand) -> Result<()> {
         ..EngineConfig::default()
     })?;
     let registry = PluginRegistry::new(engine);
-    let side = match side {
-        SideArg::Host => Side::Host,
-        SideArg::Consumer => Side::Consumer,
-    };
-    let chain = file.build_chain(side, &registry, core_data(&run)?)?;
+    let chain = file.build_chain(Side::from(side), &registry, core_data(&run)?)?;
     run_events(&chain, run.batch_size).await
 }
 

@@ -1,27 +1,29 @@
 //! `adtrack-host serve`: wires the stages together, serves HTTP, shuts down gracefully.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use adtrack_consumer::Consumer;
 use adtrack_consumer::dead_letter::JsonLinesDeadLetters;
 use adtrack_consumer::drivers::embedded::{EmbeddedOptions, consume_batch, run_embedded};
+use adtrack_consumer::releases::RegistryChains;
 use adtrack_consumer::store::EmbeddedStore;
 use anyhow::{Context, Result};
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
+use contract::redis_names::RELEASES_CHANNEL;
 use core_data::{CoreDataStore, CoreDataUpdates, InProcessCoreData, RedisCoreData};
 use embedded_log::EmbeddedLog;
 use metrics_exporter_prometheus::PrometheusBuilder;
-use plugin_engine::{EngineConfig, PipelineFile, PluginEngine, PluginRegistry, Side};
+use plugin_engine::{EngineConfig, PipelineFile, PluginEngine, Side};
+use releases::ReleaseRuntime;
 use tokio::net::TcpListener;
 
 use crate::cache::{CacheConfig, CoreDataCache, follow_updates};
 use crate::config::ServeConfig;
 use crate::http::{AppState, router};
-use crate::stream::{
-    EmbeddedSink, KinesisSink, ProducerSettings, StreamConfig, StreamProducer, StreamSink,
-};
+use crate::stream::{EmbeddedSink, KinesisSink, ProducerSettings, StreamProducer, StreamSink};
 
 /// Runs the host until SIGTERM or Ctrl-C, then stops accepting requests, finishes the
 /// ones in flight and delivers every buffered record before returning.
@@ -32,26 +34,15 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         .install_recorder()
         .context("cannot install the metrics recorder")?;
 
-    let pipeline = PipelineFile::load(&config.plugins.pipeline)?;
-    let engine = PluginEngine::new(EngineConfig {
-        fuel_metering: pipeline.needs_fuel(),
-        artifact_cache_dir: config.plugins.plugin_cache_dir.clone(),
-        ..EngineConfig::default()
-    })?;
-    let registry = Arc::new(PluginRegistry::new(engine));
-
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
     let core_data = CoreDataBackend::start(&config.cache)?;
-    let chain = pipeline.build_chain(Side::Host, &registry, Arc::new(core_data.cache.clone()))?;
-    if let Err(outcome) = chain.warm_up().await {
-        anyhow::bail!("a host plugin cannot start: {outcome:?}");
-    }
-
-    let (sink, embedded_log) = stream_sink(&config.stream).await?;
+    let (sink, embedded_log) = stream_sink(&config).await?;
+    let releases = start_releases(&config, &core_data, embedded_log.is_some()).await?;
     let embedded_consumer = match embedded_log {
         Some(log) => Some(EmbeddedConsumer::start(
-            &config.stream,
-            &pipeline,
-            &registry,
+            &config.data_dir,
+            &releases,
             &core_data,
             log,
         )?),
@@ -65,8 +56,8 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         },
     );
     let state = AppState {
-        chain,
-        registry,
+        releases,
+        announcer: core_data.redis.clone(),
         cache: core_data.cache,
         producer: producer.clone(),
         metrics,
@@ -92,38 +83,80 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     Ok(())
 }
 
+/// Loads the registry's current release (seeding an empty registry from the pipeline
+/// file) for the host side, and the consumer side when the consumer runs in process,
+/// then follows the registry: announcements on Redis, and a poll in case one is missed.
+async fn start_releases(
+    config: &ServeConfig,
+    core_data: &CoreDataBackend,
+    embedded_consumer: bool,
+) -> Result<Arc<ReleaseRuntime>> {
+    let pipeline = PipelineFile::load(&config.plugins.pipeline)?;
+    let engine = PluginEngine::new(EngineConfig {
+        fuel_metering: pipeline.needs_fuel(),
+        artifact_cache_dir: config.plugins.plugin_cache_dir.clone(),
+        ..EngineConfig::default()
+    })?;
+    let registry = config.plugins.registry.open(&config.data_dir).await?;
+    let sides: &[Side] = if embedded_consumer {
+        &[Side::Host, Side::Consumer]
+    } else {
+        &[Side::Host]
+    };
+    let lookup = Arc::new(core_data.cache.clone());
+    let releases = ReleaseRuntime::start(registry, engine, lookup, sides, Some(&pipeline))
+        .await
+        .context("cannot load the current plugin release")?;
+    let instance = releases::instance_id();
+    releases.heartbeat(&instance).await;
+    let announcements = core_data
+        .redis
+        .as_ref()
+        .map(|redis| redis.follow_channel(RELEASES_CHANNEL));
+    let poll = config.plugins.registry.poll();
+    tokio::spawn(releases.clone().follow(announcements, poll, instance));
+    Ok(releases)
+}
+
 /// Core data as the host uses it: the L1 cache over the backend (Redis when
 /// configured, else in process), and the same backend as the embedded consumer's
 /// place to count stored events.
 struct CoreDataBackend {
     cache: CoreDataCache,
     updates: Arc<dyn CoreDataUpdates>,
+    /// The Redis backend, when configured (also the fleet's announcement channel).
+    redis: Option<RedisCoreData>,
 }
 
 impl CoreDataBackend {
     /// Builds the backend and starts refreshing L1 on every change it announces.
     fn start(config: &CacheConfig) -> Result<Self> {
-        let (store, updates): (Arc<dyn CoreDataStore>, Arc<dyn CoreDataUpdates>) =
-            match RedisCoreData::from_config(&config.redis)? {
-                Some(redis) => {
-                    let redis = Arc::new(redis);
-                    (redis.clone(), redis)
-                }
-                None => {
-                    let in_process = Arc::new(InProcessCoreData::new());
-                    (in_process.clone(), in_process)
-                }
-            };
+        let redis = RedisCoreData::from_config(&config.redis)?;
+        let (store, updates): (Arc<dyn CoreDataStore>, Arc<dyn CoreDataUpdates>) = match &redis {
+            Some(redis) => {
+                let redis = Arc::new(redis.clone());
+                (redis.clone(), redis)
+            }
+            None => {
+                let in_process = Arc::new(InProcessCoreData::new());
+                (in_process.clone(), in_process)
+            }
+        };
         let cache = CoreDataCache::new(store, config);
         tokio::spawn(follow_updates(cache.clone()));
-        Ok(Self { cache, updates })
+        Ok(Self {
+            cache,
+            updates,
+            redis,
+        })
     }
 }
 
 /// Kinesis when a stream name is configured, else the embedded log under the data dir
 /// (returned too, for the in-process consumer).
-async fn stream_sink(config: &StreamConfig) -> Result<(Arc<dyn StreamSink>, Option<EmbeddedLog>)> {
-    if let Some(stream_name) = &config.kinesis_stream_name {
+async fn stream_sink(config: &ServeConfig) -> Result<(Arc<dyn StreamSink>, Option<EmbeddedLog>)> {
+    let stream = &config.stream;
+    if let Some(stream_name) = &stream.kinesis_stream_name {
         let shared = aws_config::defaults(BehaviorVersion::latest())
             .timeout_config(
                 TimeoutConfig::builder()
@@ -133,7 +166,7 @@ async fn stream_sink(config: &StreamConfig) -> Result<(Arc<dyn StreamSink>, Opti
             .load()
             .await;
         let mut kinesis = aws_sdk_kinesis::config::Builder::from(&shared);
-        if let Some(endpoint) = &config.kinesis_endpoint_url {
+        if let Some(endpoint) = &stream.kinesis_endpoint_url {
             kinesis = kinesis.endpoint_url(endpoint);
         }
         let client = aws_sdk_kinesis::Client::from_conf(kinesis.build());
@@ -142,8 +175,6 @@ async fn stream_sink(config: &StreamConfig) -> Result<(Arc<dyn StreamSink>, Opti
             None,
         ));
     }
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
     let path = config.data_dir.join("stream.redb");
     let log = EmbeddedLog::open(&path)
         .with_context(|| format!("cannot open the embedded stream log {}", path.display()))?;
@@ -163,20 +194,19 @@ struct EmbeddedConsumer {
 
 impl EmbeddedConsumer {
     fn start(
-        config: &StreamConfig,
-        pipeline: &PipelineFile,
-        registry: &PluginRegistry,
+        data_dir: &Path,
+        releases: &Arc<ReleaseRuntime>,
         core_data: &CoreDataBackend,
         log: EmbeddedLog,
     ) -> Result<Self> {
-        let chain =
-            pipeline.build_chain(Side::Consumer, registry, Arc::new(core_data.cache.clone()))?;
-        let store = EmbeddedStore::open(&config.data_dir.join("events.redb"))
+        // The host's follower keeps the release current; batches never check themselves.
+        let chains = RegistryChains::new(releases.clone(), Duration::MAX)?;
+        let store = EmbeddedStore::open(&data_dir.join("events.redb"))
             .context("cannot open the embedded event store")?;
-        let dead_letters = JsonLinesDeadLetters::open(&config.data_dir.join("dead-letters.jsonl"))
+        let dead_letters = JsonLinesDeadLetters::open(&data_dir.join("dead-letters.jsonl"))
             .context("cannot open the embedded dead-letter file")?;
         let consumer = Arc::new(Consumer::new(
-            chain,
+            Arc::new(chains),
             Arc::new(store),
             Arc::new(dead_letters),
             core_data.updates.clone(),

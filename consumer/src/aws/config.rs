@@ -44,6 +44,11 @@ pub struct ConsumerConfig {
     #[arg(long, env = "DEAD_LETTER_QUEUE_URL")]
     pub dead_letter_queue_url: Option<String>,
 
+    /// The plugin registry (the stack's plugin bucket); without `PLUGIN_BUCKET` the
+    /// consumer runs the pipeline file's chain.
+    #[command(flatten)]
+    pub registry: releases::RegistryConfig,
+
     /// Log as JSON lines (CloudWatch) instead of human-readable text.
     #[arg(long, env = "LOG_JSON", default_value_t = true, action = clap::ArgAction::Set)]
     pub log_json: bool,
@@ -59,6 +64,7 @@ impl ConsumerConfig {
             "must name a table",
         )?;
         self.redis.validate()?;
+        self.registry.validate()?;
         ensure(
             self.redis.redis_auth_token.is_none() || self.redis_auth_token_secret_arn.is_none(),
             "REDIS_AUTH_TOKEN_SECRET_ARN",

@@ -49,6 +49,10 @@ pub mod item {
     pub const ATTRIBUTES: &str = "attributes";
     /// Plugins that processed the event (L of M {name S, version S}).
     pub const PROCESSED_BY: &str = "processed_by";
+    /// The plugin release the host ran (N), when it came from the registry.
+    pub const HOST_RELEASE: &str = "host_release";
+    /// The plugin release the consumer ran (N), when it came from the registry.
+    pub const CONSUMER_RELEASE: &str = "consumer_release";
 }
 
 /// Accepted events in a DynamoDB table keyed by `id` (S).
@@ -237,6 +241,14 @@ pub fn to_item(stored: &StoredEvent) -> HashMap<String, AttributeValue> {
         item::PROCESSED_BY.to_owned(),
         AttributeValue::L(processed_by),
     );
+    for (name, release) in [
+        (item::HOST_RELEASE, stored.host_release),
+        (item::CONSUMER_RELEASE, stored.consumer_release),
+    ] {
+        if release > 0 {
+            item.insert(name.to_owned(), AttributeValue::N(release.to_string()));
+        }
+    }
     item
 }
 
@@ -273,6 +285,7 @@ mod tests {
                 name: "validate-tracking".into(),
                 version: "ab".repeat(32),
             }],
+            ..StoredEvent::default()
         };
         let item = to_item(&stored);
         assert_eq!(item[item::ID], AttributeValue::S("msg-1".into()));
@@ -296,6 +309,7 @@ mod tests {
                 ..Event::default()
             },
             processed_by: Vec::new(),
+            ..StoredEvent::default()
         };
         assert!(!to_item(&stored).contains_key(item::CUSTOMER_ID));
     }

@@ -11,8 +11,8 @@ use settings::Secret;
 
 use super::{ConsumerConfig, DynamoDbStore, SqsDeadLetters};
 use crate::dead_letter::{DeadLetterSink, LoggedDeadLetters};
-use crate::handler::Consumer;
-use crate::init::{InitError, InitReport, load_chain};
+use crate::handler::{ChainSource, Consumer};
+use crate::init::{InitError, InitReport, load_chain, registry_chains};
 
 /// Builds the consumer the Lambda function runs: DynamoDB, SQS dead letters (or the
 /// log), Redis core data (or none), and the consumer chain.
@@ -54,10 +54,20 @@ pub async fn aws_consumer(config: &ConsumerConfig) -> Result<(Consumer, InitRepo
         None => (Arc::new(NoCoreData), Arc::new(NoCoreDataUpdates)),
     };
     let cache_dir = Some(config.plugin_cache_dir.clone());
-    let (chain, mut report) = load_chain(&config.pipeline_file, cache_dir, lookup).await?;
+    let (chains, mut report): (Arc<dyn ChainSource>, InitReport) =
+        if config.registry.plugin_bucket.is_some() {
+            let registry = config.registry.open(&config.plugin_cache_dir).await?;
+            let (chains, report) =
+                registry_chains(registry, &config.pipeline_file, cache_dir, lookup).await?;
+            (Arc::new(chains), report)
+        } else {
+            tracing::warn!("PLUGIN_BUCKET is not set: the consumer runs the pipeline file's chain");
+            let (chain, report) = load_chain(&config.pipeline_file, cache_dir, lookup).await?;
+            (Arc::new(chain), report)
+        };
     report.backends = backends;
     report.total = started.elapsed();
-    Ok((Consumer::new(chain, store, dead_letters, updates), report))
+    Ok((Consumer::new(chains, store, dead_letters, updates), report))
 }
 
 /// The Redis AUTH token read from Secrets Manager once, when the configuration names a

@@ -200,6 +200,8 @@ mod tests {
                 name: "validate-tracking".into(),
                 version: "00".repeat(32),
             }],
+            host_release: 3,
+            consumer_release: 4,
         }
     }
 

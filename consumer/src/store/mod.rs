@@ -10,13 +10,18 @@ use retry_policy::{ClassifiedError, Classify, ErrorKind};
 
 pub use embedded::EmbeddedStore;
 
-/// An accepted event and the plugins (host side, then consumer side) that processed it.
-#[derive(Clone, Debug, PartialEq)]
+/// An accepted event, the plugins (host side, then consumer side) that processed it and
+/// the releases they came from: enough to trace it to the exact component bytes.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct StoredEvent {
     /// The event as the consumer chain emitted it.
     pub event: Event,
     /// Plugins that processed it, in order, with their versions.
     pub processed_by: Vec<PluginStamp>,
+    /// The plugin release the host ran (0: not from the registry).
+    pub host_release: u64,
+    /// The plugin release the consumer ran (0: not from the registry).
+    pub consumer_release: u64,
 }
 
 impl StoredEvent {
@@ -24,15 +29,20 @@ impl StoredEvent {
     pub fn to_record(&self) -> TrackingEvent {
         let mut record = TrackingEvent::from_event(&self.event, &[]);
         record.processed_by = self.processed_by.clone();
+        record.host_release = self.host_release;
+        record.consumer_release = self.consumer_release;
         record
     }
 
     /// The stored event a stream record carries.
     pub fn from_record(mut record: TrackingEvent) -> Self {
         let processed_by = std::mem::take(&mut record.processed_by);
+        let (host_release, consumer_release) = (record.host_release, record.consumer_release);
         Self {
             event: record.into_event(),
             processed_by,
+            host_release,
+            consumer_release,
         }
     }
 }

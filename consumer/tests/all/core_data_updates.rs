@@ -58,7 +58,7 @@ async fn stored_events_update_the_program_and_a_subscriber_sees_the_notification
     .await
     .unwrap();
     let consumer = Consumer::new(
-        chain,
+        Arc::new(chain),
         Arc::new(DynamoDbStore::new(dynamodb, &table)),
         Arc::new(LoggedDeadLetters),
         Arc::new(redis.clone()),

@@ -63,7 +63,7 @@ async fn appended_events_reach_the_embedded_store_and_a_restart_resumes_after_th
     .await
     .unwrap();
     let consumer = Arc::new(Consumer::new(
-        chain,
+        Arc::new(chain),
         Arc::new(store.clone()),
         Arc::new(JsonLinesDeadLetters::open(&dead_letter_file).unwrap()),
         Arc::new(core_data.clone()),

@@ -93,7 +93,7 @@ async fn consumer(
     )
     .await
     .expect("load the consumer chain");
-    Consumer::new(chain, store, dead_letters, core_data)
+    Consumer::new(Arc::new(chain), store, dead_letters, core_data)
 }
 
 #[tokio::test]

@@ -105,7 +105,7 @@ async fn events_put_on_the_stream_are_stored_exactly_once_even_when_delivered_tw
     .await
     .unwrap();
     let consumer = Arc::new(Consumer::new(
-        chain,
+        Arc::new(chain),
         Arc::new(DynamoDbStore::new(dynamodb.clone(), &table)),
         Arc::new(dead_letters),
         Arc::new(redis.clone()),

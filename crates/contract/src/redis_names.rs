@@ -10,6 +10,9 @@ pub const EVENT_COUNT_FIELD: &str = "eventCount";
 pub const LAST_SEEN_FIELD: &str = "lastSeenMs";
 /// Channel the program id is published on after its core data changed.
 pub const UPDATES_CHANNEL: &str = "core-data-updates";
+/// Channel a new current plugin release is announced on (the message is its number);
+/// every host task follows it, and polls the registry in case a message is missed.
+pub const RELEASES_CHANNEL: &str = "plugin-releases";
 /// Suffix of the set of message ids already counted for a program
 /// (`program:{programId}:counted`), which makes counting idempotent.
 pub const COUNTED_SET_SUFFIX: &str = ":counted";

@@ -53,6 +53,12 @@ pub struct TrackingEvent {
     /// Field 14: every attribute of the event.
     #[prost(map = "string, string", tag = "14")]
     pub attributes: HashMap<String, String>,
+    /// Field 15: the plugin release the host ran the event through (0: none).
+    #[prost(uint64, tag = "15")]
+    pub host_release: u64,
+    /// Field 16: the plugin release the consumer ran it through (stored records only).
+    #[prost(uint64, tag = "16")]
+    pub consumer_release: u64,
 }
 
 /// A plugin and version that processed an event.
@@ -99,6 +105,8 @@ impl TrackingEvent {
             content_type: event.content_type.clone(),
             payload: event.payload.clone(),
             attributes: event.attributes.iter().cloned().collect(),
+            host_release: 0,
+            consumer_release: 0,
         }
     }
 

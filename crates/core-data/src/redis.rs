@@ -157,9 +157,47 @@ impl RedisCoreData {
     }
 
     async fn announce(&self, key: &str) -> Result<(), CoreDataError> {
+        self.publish(redis_names::UPDATES_CHANNEL, key).await
+    }
+
+    /// Publishes `message` on `channel`.
+    pub async fn publish(&self, channel: &str, message: &str) -> Result<(), CoreDataError> {
         let mut publish = redis::cmd("PUBLISH");
-        publish.arg(redis_names::UPDATES_CHANNEL).arg(key);
+        publish.arg(channel).arg(message);
         self.run::<i64>(publish).await.map(drop)
+    }
+
+    /// Follows `channel`: the receiver yields every message, and an empty one after each
+    /// (re)subscription (anything may have been missed). Reconnects with backoff while
+    /// Redis is away; stops when the receiver is dropped.
+    pub fn follow_channel(&self, channel: &'static str) -> mpsc::Receiver<String> {
+        let (sender, receiver) = mpsc::channel(UPDATE_BUFFER);
+        let backend = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut delays = RESUBSCRIBE.delays();
+                let ended = loop {
+                    match backend.follow(channel, &sender).await {
+                        Ok(ended) => break ended,
+                        Err(error) => {
+                            backend.health.record::<()>(&Err(error));
+                            if sender.is_closed() {
+                                return;
+                            }
+                            let delay = delays.next().unwrap_or(RESUBSCRIBE.max_delay);
+                            tokio::time::sleep(delay).await;
+                        }
+                    }
+                };
+                match ended {
+                    FollowEnd::ReceiverGone => return,
+                    FollowEnd::Disconnected => {
+                        tracing::warn!(channel, "redis subscription lost; resubscribing");
+                    }
+                }
+            }
+        });
+        receiver
     }
 
     async fn record_one(&self, activity: &ProgramActivity) -> Result<i64, CoreDataError> {
@@ -222,33 +260,7 @@ impl CoreDataStore for RedisCoreData {
     }
 
     fn subscribe(&self) -> mpsc::Receiver<String> {
-        let (sender, receiver) = mpsc::channel(UPDATE_BUFFER);
-        let backend = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let mut delays = RESUBSCRIBE.delays();
-                let ended = loop {
-                    match backend.follow(&sender).await {
-                        Ok(ended) => break ended,
-                        Err(error) => {
-                            backend.health.record::<()>(&Err(error));
-                            if sender.is_closed() {
-                                return;
-                            }
-                            let delay = delays.next().unwrap_or(RESUBSCRIBE.max_delay);
-                            tokio::time::sleep(delay).await;
-                        }
-                    }
-                };
-                match ended {
-                    FollowEnd::ReceiverGone => return,
-                    FollowEnd::Disconnected => {
-                        tracing::warn!("core-data subscription lost; resubscribing");
-                    }
-                }
-            }
-        });
-        receiver
+        self.follow_channel(redis_names::UPDATES_CHANNEL)
     }
 
     fn status(&self) -> BackendStatus {
@@ -274,19 +286,20 @@ enum FollowEnd {
 }
 
 impl RedisCoreData {
-    /// Subscribes to the updates channel and forwards program ids until the connection
-    /// drops or the receiver goes away. After a (re)connection every cached key may be
-    /// stale, so an empty key asks the subscriber to refresh everything.
-    async fn follow(&self, sender: &mpsc::Sender<String>) -> Result<FollowEnd, CoreDataError> {
+    /// Subscribes to `channel` and forwards its messages until the connection drops or
+    /// the receiver goes away. After a (re)connection anything may have been missed, so
+    /// an empty message asks the subscriber to catch up.
+    async fn follow(
+        &self,
+        channel: &'static str,
+        sender: &mpsc::Sender<String>,
+    ) -> Result<FollowEnd, CoreDataError> {
         let mut pubsub = tokio::time::timeout(self.timeout, self.client.get_async_pubsub())
             .await
             .map_err(|_| CoreDataError::Timeout(self.timeout))??;
-        pubsub.subscribe(redis_names::UPDATES_CHANNEL).await?;
+        pubsub.subscribe(channel).await?;
         self.health.record::<()>(&Ok(()));
-        tracing::info!(
-            channel = redis_names::UPDATES_CHANNEL,
-            "subscribed to core-data updates"
-        );
+        tracing::info!(channel, "subscribed");
         if sender.send(String::new()).await.is_err() {
             return Ok(FollowEnd::ReceiverGone);
         }

@@ -1,7 +1,7 @@
 //! Why a registry operation failed.
 
 use plugin_engine::{EngineError, PluginVersion};
-use retry_policy::{Classify, ClassifiedError, ErrorKind};
+use retry_policy::{ClassifiedError, Classify, ErrorKind};
 
 /// A registry operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +19,9 @@ pub enum RegistryError {
     #[error("the registry holds no release yet")]
     Empty,
     /// The plugin is not in the release; publishing a new plugin needs `--new`.
-    #[error("plugin {name} is not in the {side} chain of release {release} (publish with --new to add it)")]
+    #[error(
+        "plugin {name} is not in the {side} chain of release {release} (publish with --new to add it)"
+    )]
     UnknownPlugin {
         /// The plugin.
         name: String,

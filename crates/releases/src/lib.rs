@@ -12,18 +12,22 @@
 //! report the release they run with heartbeats, which `status` reads.
 #![deny(missing_docs)]
 
+mod config;
 mod document;
 mod error;
 mod local;
 mod registry;
+mod runtime;
 #[cfg(feature = "s3")]
 mod s3;
 mod store;
 
-pub use document::{Heartbeat, Release, ReleasedPlugin, SideRelease};
+pub use config::RegistryConfig;
+pub use document::{Heartbeat, Release, ReleasedPlugin, SideRelease, side_name};
 pub use error::RegistryError;
 pub use local::LocalStore;
 pub use registry::{Publish, ReleaseRegistry, Status};
+pub use runtime::{ActiveRelease, ReleaseRuntime, instance_id};
 #[cfg(feature = "s3")]
 pub use s3::S3Store;
 pub use store::{Pointer, RegistryStore};

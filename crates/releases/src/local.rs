@@ -63,7 +63,11 @@ impl LocalStore {
 
 #[async_trait]
 impl RegistryStore for LocalStore {
-    async fn put_component(&self, version: PluginVersion, bytes: &[u8]) -> Result<(), RegistryError> {
+    async fn put_component(
+        &self,
+        version: PluginVersion,
+        bytes: &[u8],
+    ) -> Result<(), RegistryError> {
         let bytes = bytes.to_vec();
         self.blocking(move |dir| {
             let path = dir.join("components").join(format!("{version}.wasm"));
@@ -97,9 +101,11 @@ impl RegistryStore for LocalStore {
             let path = dir.join("releases").join(release_name(number));
             match create_once(&path, &json) {
                 Ok(()) => Ok(()),
-                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Err(
-                    RegistryError::Conflict(format!("release {number} was published by someone else")),
-                ),
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                    Err(RegistryError::Conflict(format!(
+                        "release {number} was published by someone else"
+                    )))
+                }
                 Err(error) => Err(io_error(&path, error)),
             }
         })
@@ -137,7 +143,7 @@ impl RegistryStore for LocalStore {
     }
 
     async fn current(&self) -> Result<Option<Pointer>, RegistryError> {
-        self.blocking(|dir| read_pointer(dir)).await
+        self.blocking(read_pointer).await
     }
 
     async fn move_current(
@@ -162,10 +168,7 @@ impl RegistryStore for LocalStore {
                     "the current release moved to {now} meanwhile"
                 )));
             }
-            let generation = current
-                .and_then(|pointer| pointer.tag.parse::<u64>().ok())
-                .unwrap_or_default()
-                + 1;
+            let generation = current.map_or(0, |pointer| pointer.generation) + 1;
             let json = serde_json::to_vec(&StoredPointer {
                 release,
                 generation,
@@ -175,6 +178,7 @@ impl RegistryStore for LocalStore {
             replace(&path, &json).map_err(|error| io_error(&path, error))?;
             Ok(Pointer {
                 release,
+                generation,
                 tag: generation.to_string(),
             })
         })
@@ -184,9 +188,16 @@ impl RegistryStore for LocalStore {
     async fn put_heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), RegistryError> {
         let name: String = format!("{}-{}", heartbeat.side, heartbeat.instance)
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
-        let json = serde_json::to_vec(heartbeat).map_err(|error| corrupt(heartbeat.release, &error))?;
+        let json =
+            serde_json::to_vec(heartbeat).map_err(|error| corrupt(heartbeat.release, &error))?;
         self.blocking(move |dir| {
             let path = dir.join("heartbeats").join(format!("{name}.json"));
             replace(&path, &json).map_err(|error| io_error(&path, error))
@@ -197,7 +208,8 @@ impl RegistryStore for LocalStore {
     async fn heartbeats(&self) -> Result<Vec<Heartbeat>, RegistryError> {
         self.blocking(|dir| {
             let heartbeats = dir.join("heartbeats");
-            let entries = fs::read_dir(&heartbeats).map_err(|error| io_error(&heartbeats, error))?;
+            let entries =
+                fs::read_dir(&heartbeats).map_err(|error| io_error(&heartbeats, error))?;
             Ok(entries
                 .filter_map(|entry| fs::read(entry.ok()?.path()).ok())
                 .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
@@ -214,6 +226,7 @@ fn read_pointer(dir: &Path) -> Result<Option<Pointer>, RegistryError> {
             let stored: StoredPointer = decode("the current-release pointer", &bytes)?;
             Ok(Some(Pointer {
                 release: stored.release,
+                generation: stored.generation,
                 tag: stored.generation.to_string(),
             }))
         }
@@ -253,7 +266,11 @@ fn temporary_path(path: &Path) -> PathBuf {
 
 fn io_error(path: &Path, error: io::Error) -> RegistryError {
     let message = format!("{}: {error}", path.display());
-    RegistryError::Store(ClassifiedError::caused_by(ErrorKind::Transient, message, error))
+    RegistryError::Store(ClassifiedError::caused_by(
+        ErrorKind::Transient,
+        message,
+        error,
+    ))
 }
 
 fn corrupt(number: u64, error: &serde_json::Error) -> RegistryError {

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use plugin_engine::{PipelineFile, PluginEngine, Side};
+use plugin_engine::{CompiledPlugin, PipelineFile, PluginEngine, PluginSettings, Side};
+use retry_policy::{ClassifiedError, ErrorKind};
 
 use crate::document::{Heartbeat, Release, ReleasedPlugin, SideRelease, now_ms, side_name};
 use crate::error::RegistryError;
@@ -103,10 +104,10 @@ impl ReleaseRegistry {
                 })?;
                 let version = plugin_engine::PluginVersion::of(&bytes);
                 self.store.put_component(version, &bytes).await?;
-                release
-                    .side_mut(side)
-                    .plugins
-                    .insert(name.clone(), ReleasedPlugin::new(version, &declaration.settings));
+                release.side_mut(side).plugins.insert(
+                    name.clone(),
+                    ReleasedPlugin::new(version, &declaration.settings),
+                );
             }
             release.side_mut(side).chain = chain;
         }
@@ -121,17 +122,19 @@ impl ReleaseRegistry {
     /// Publishes `candidate` as the next release: checks it against the world and the
     /// plugin's grants on `engine` (a refused component is never stored), stores it,
     /// writes the release and moves the pointer by compare-and-set.
+    /// Returns the release and the compiled candidate (so the publishing process need
+    /// not compile it again).
     pub async fn publish(
         &self,
         engine: &PluginEngine,
         candidate: Publish<'_>,
-    ) -> Result<Release, RegistryError> {
+    ) -> Result<(Release, CompiledPlugin), RegistryError> {
         let pointer = self.store.current().await?.ok_or(RegistryError::Empty)?;
         let current = self.store.release(pointer.release).await?;
         let side = current.side(candidate.side);
         let settings = match side.plugins.get(candidate.plugin) {
             Some(plugin) => plugin.settings(),
-            None if candidate.new => plugin_engine::PluginSettings::default(),
+            None if candidate.new => PluginSettings::default(),
             None => {
                 return Err(RegistryError::UnknownPlugin {
                     name: candidate.plugin.to_owned(),
@@ -141,7 +144,7 @@ impl ReleaseRegistry {
             }
         };
         engine.check_limits(candidate.plugin, &settings.limits)?;
-        let compiled = engine.compile(candidate.plugin, candidate.component, &settings.grants)?;
+        let compiled = compile(engine, candidate.plugin, candidate.component, &settings).await?;
         let version = compiled.version();
         self.store
             .put_component(version, candidate.component)
@@ -163,7 +166,8 @@ impl ReleaseRegistry {
             candidate.plugin.to_owned(),
             ReleasedPlugin::new(version, &settings),
         );
-        self.install(Some(&pointer), next).await
+        let release = self.install(Some(&pointer), next).await?;
+        Ok((release, compiled))
     }
 
     /// Makes release `to` (default: the one numbered just before the current one)
@@ -179,7 +183,9 @@ impl ReleaseRegistry {
                 .into_iter()
                 .filter(|number| *number < pointer.release)
                 .max()
-                .ok_or(RegistryError::UnknownRelease(pointer.release.saturating_sub(1)))?,
+                .ok_or(RegistryError::UnknownRelease(
+                    pointer.release.saturating_sub(1),
+                ))?,
         };
         let release = self.store.release(target).await?;
         self.store.move_current(Some(&pointer), target).await?;
@@ -250,4 +256,24 @@ impl ReleaseRegistry {
         tracing::info!(release = release.number, summary = %release.summary, "release published");
         Ok(release)
     }
+}
+
+/// Compiles and checks a candidate on a blocking thread (a JavaScript or Python
+/// component takes tens of seconds).
+pub(crate) async fn compile(
+    engine: &PluginEngine,
+    name: &str,
+    component: &[u8],
+    settings: &PluginSettings,
+) -> Result<CompiledPlugin, RegistryError> {
+    let engine = engine.clone();
+    let name = name.to_owned();
+    let component = component.to_vec();
+    let grants = settings.grants.clone();
+    tokio::task::spawn_blocking(move || engine.compile(&name, &component, &grants))
+        .await
+        .map_err(|join| {
+            ClassifiedError::caused_by(ErrorKind::Transient, "compile task failed", join)
+        })?
+        .map_err(RegistryError::Refused)
 }

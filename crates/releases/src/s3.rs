@@ -26,9 +26,21 @@ pub struct S3Store {
 #[derive(Serialize, Deserialize)]
 struct StoredPointer {
     release: u64,
+    generation: u64,
 }
 
 impl S3Store {
+    /// The registry in `bucket` under `prefix`, with the SDK's default configuration
+    /// (`endpoint`: an emulator, addressed path-style).
+    pub async fn connect(bucket: &str, prefix: &str, endpoint: Option<&str>) -> Self {
+        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let mut config = aws_sdk_s3::config::Builder::from(&shared);
+        if let Some(endpoint) = endpoint {
+            config = config.endpoint_url(endpoint).force_path_style(true);
+        }
+        Self::new(Client::from_conf(config.build()), bucket, prefix)
+    }
+
     /// The registry in `bucket` under `prefix` (e.g. `registry/`).
     pub fn new(client: Client, bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
         Self {
@@ -44,7 +56,14 @@ impl S3Store {
 
     /// The object's bytes and ETag, `None` when there is no such key.
     async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, RegistryError> {
-        let output = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+        let output = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(output) => output,
             Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
                 return Ok(None);
@@ -70,7 +89,11 @@ impl S3Store {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|error| failure(&format!("ListObjectsV2 {prefix}"), error))?;
-            keys.extend(page.contents().iter().filter_map(|object| object.key().map(str::to_owned)));
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|object| object.key().map(str::to_owned)),
+            );
         }
         Ok(keys)
     }
@@ -78,7 +101,9 @@ impl S3Store {
 
 /// Whether the SDK error is S3's answer to a failed condition (412, or 409 when a
 /// concurrent conditional write is in flight).
-fn precondition_failed<E>(error: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> bool {
+fn precondition_failed<E>(
+    error: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> bool {
     error
         .raw_response()
         .is_some_and(|response| matches!(response.status().as_u16(), 412 | 409))
@@ -86,7 +111,11 @@ fn precondition_failed<E>(error: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::con
 
 #[async_trait]
 impl RegistryStore for S3Store {
-    async fn put_component(&self, version: PluginVersion, bytes: &[u8]) -> Result<(), RegistryError> {
+    async fn put_component(
+        &self,
+        version: PluginVersion,
+        bytes: &[u8],
+    ) -> Result<(), RegistryError> {
         let key = self.key(&format!("components/{version}.wasm"));
         let put = self
             .client
@@ -166,6 +195,7 @@ impl RegistryStore for S3Store {
         let stored: StoredPointer = decode("the current-release pointer", &bytes)?;
         Ok(Some(Pointer {
             release: stored.release,
+            generation: stored.generation,
             tag: etag,
         }))
     }
@@ -176,11 +206,14 @@ impl RegistryStore for S3Store {
         release: u64,
     ) -> Result<Pointer, RegistryError> {
         let key = self.key("current.json");
-        let json = serde_json::to_vec(&StoredPointer { release }).map_err(|error| {
-            RegistryError::Corrupt {
-                what: "the current-release pointer".into(),
-                reason: error.to_string(),
-            }
+        let generation = expected.map_or(0, |pointer| pointer.generation) + 1;
+        let json = serde_json::to_vec(&StoredPointer {
+            release,
+            generation,
+        })
+        .map_err(|error| RegistryError::Corrupt {
+            what: "the current-release pointer".into(),
+            reason: error.to_string(),
         })?;
         let mut put = self
             .client
@@ -196,6 +229,7 @@ impl RegistryStore for S3Store {
         match put.send().await {
             Ok(output) => Ok(Pointer {
                 release,
+                generation,
                 tag: output.e_tag().unwrap_or_default().to_owned(),
             }),
             Err(error) if precondition_failed(&error) => Err(RegistryError::Conflict(

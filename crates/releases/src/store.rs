@@ -12,6 +12,9 @@ use crate::error::RegistryError;
 pub struct Pointer {
     /// The current release.
     pub release: u64,
+    /// How many times the pointer has moved: a reader never goes back to a pointer
+    /// with a smaller generation than one it has used (a rollback is a new generation).
+    pub generation: u64,
     /// Opaque version of the pointer (an S3 ETag, a counter): what `move_current` compares.
     pub tag: String,
 }
@@ -21,7 +24,11 @@ pub struct Pointer {
 #[async_trait]
 pub trait RegistryStore: Send + Sync {
     /// Stores a component under its version; storing it again is a no-op.
-    async fn put_component(&self, version: PluginVersion, bytes: &[u8]) -> Result<(), RegistryError>;
+    async fn put_component(
+        &self,
+        version: PluginVersion,
+        bytes: &[u8],
+    ) -> Result<(), RegistryError>;
     /// The bytes of a stored component.
     async fn component(&self, version: PluginVersion) -> Result<Vec<u8>, RegistryError>;
     /// Writes a new release document; [`RegistryError::Conflict`] if that number exists.

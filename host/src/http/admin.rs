@@ -1,15 +1,25 @@
-//! The admin API for plugins, behind a bearer token: list, upload a version, roll back.
+//! The admin API, behind a bearer token: the plugin registry's operations for the whole
+//! fleet (publish a component, roll back, list releases, status). A publish is stored
+//! in the registry, announced to every task and swapped in here before it answers.
+
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use plugin_engine::{EngineError, SwapReport};
+use plugin_engine::Side;
+use releases::{Publish, RegistryError, Release};
+use serde::Deserialize;
 
-use super::models::{PluginEntry, PluginsResponse, SwapResponse};
+use super::models::{PluginEntry, PluginsResponse, ReleasesResponse, StatusResponse, SwapResponse};
 use super::{ApiError, AppState};
+use crate::announce::announce;
+
+/// How recent a heartbeat must be for its instance to count as live.
+const LIVE_HEARTBEAT: Duration = Duration::from_secs(90);
 
 /// Refuses requests without `Authorization: Bearer <ADMIN_TOKEN>`; 404 when no token
 /// is configured (the admin API is off).
@@ -39,62 +49,197 @@ pub async fn require_token(
     Ok(next.run(request).await)
 }
 
-/// Every plugin with its active version and the versions available for rollback.
-pub async fn list(State(state): State<AppState>) -> Json<PluginsResponse> {
-    let plugins = state
-        .registry
-        .list()
-        .into_iter()
-        .map(|plugin| PluginEntry {
-            name: plugin.name,
-            version: plugin.active.to_string(),
-            size_bytes: plugin.size_bytes,
-            previous: plugin.previous.iter().map(ToString::to_string).collect(),
+/// Which side a plugin operation is for, and whether a publish may add a plugin.
+#[derive(Debug, Default, Deserialize)]
+pub struct PluginQuery {
+    /// `host` (default) or `consumer`.
+    #[serde(default)]
+    side: Option<String>,
+    /// Add the plugin at the end of the chain if the release does not have it.
+    #[serde(default)]
+    new: bool,
+}
+
+/// Which release a rollback goes to.
+#[derive(Debug, Default, Deserialize)]
+pub struct RollbackQuery {
+    /// The release to make current (default: the one before the current one).
+    to: Option<u64>,
+}
+
+/// The host plugins of the current release with their versions, sizes and the versions
+/// earlier releases ran, newest first.
+pub async fn list(State(state): State<AppState>) -> Result<Json<PluginsResponse>, ApiError> {
+    let active = state.releases.active();
+    let history = state
+        .releases
+        .registry()
+        .releases()
+        .await
+        .map_err(registry_error)?;
+    let chain = active.chain(Side::Host);
+    let side = active.release.side(Side::Host);
+    let plugins = side
+        .chain
+        .iter()
+        .filter_map(|name| {
+            let plugin = side.plugins.get(name)?;
+            let size_bytes = chain
+                .and_then(|chain| chain.steps().iter().find(|step| &**step.name() == name))
+                .map(|step| step.active().report().size_bytes)
+                .unwrap_or_default();
+            let mut previous = Vec::new();
+            for release in history.iter().rev() {
+                if let Some(earlier) = release.side(Side::Host).plugins.get(name)
+                    && earlier.version != plugin.version
+                    && !previous.contains(&earlier.version.to_string())
+                {
+                    previous.push(earlier.version.to_string());
+                }
+            }
+            Some(PluginEntry {
+                name: name.clone(),
+                version: plugin.version.to_string(),
+                size_bytes,
+                previous,
+            })
         })
         .collect();
-    Json(PluginsResponse { plugins })
+    Ok(Json(PluginsResponse { plugins }))
 }
 
-/// Makes the uploaded component the active version of `name`, after it compiled and
-/// passed the world and capability checks; the working version stays otherwise.
-pub async fn upload(
+/// Publishes the uploaded component as plugin `name` of the given side (default the
+/// host) for the whole fleet, once it compiled and passed the world and capability
+/// checks; a refused candidate changes nothing.
+pub async fn publish(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    Query(query): Query<PluginQuery>,
     component: Bytes,
 ) -> Result<Json<SwapResponse>, ApiError> {
-    let registry = state.registry.clone();
-    let report = tokio::task::spawn_blocking(move || registry.swap(&name, &component))
+    let side = side(query.side.as_deref())?;
+    let before = state.releases.active();
+    let release = state
+        .releases
+        .publish(Publish {
+            side,
+            plugin: &name,
+            component: &component,
+            new: query.new,
+        })
         .await
-        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?
-        .map_err(engine_error)?;
-    Ok(Json(SwapResponse::from(&report)))
+        .map_err(registry_error)?;
+    announce(state.announcer.as_ref(), release.number).await;
+    Ok(Json(swap_response(&name, side, &before.release, &release)))
 }
 
-/// Restores the version that was active before the last upload.
+/// Makes the release before the current one current again, fleet-wide; answers with
+/// plugin `name`'s versions before and after.
 pub async fn rollback(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    Query(query): Query<PluginQuery>,
 ) -> Result<Json<SwapResponse>, ApiError> {
-    let report = state.registry.rollback(&name).map_err(engine_error)?;
-    Ok(Json(SwapResponse::from(&report)))
+    let side = side(query.side.as_deref())?;
+    let before = state.releases.active();
+    if !before.release.side(side).plugins.contains_key(&name) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("plugin {name} is not in the current release"),
+        ));
+    }
+    let release = state
+        .releases
+        .rollback(None)
+        .await
+        .map_err(registry_error)?;
+    announce(state.announcer.as_ref(), release.number).await;
+    Ok(Json(swap_response(&name, side, &before.release, &release)))
 }
 
-impl From<&SwapReport> for SwapResponse {
-    fn from(report: &SwapReport) -> Self {
-        Self {
-            name: report.name.clone(),
-            previous: report.previous.to_string(),
-            active: report.active.to_string(),
-        }
+/// Makes release `to` (default: the one before the current one) current again.
+pub async fn rollback_release(
+    State(state): State<AppState>,
+    Query(query): Query<RollbackQuery>,
+) -> Result<Json<Release>, ApiError> {
+    let release = state
+        .releases
+        .rollback(query.to)
+        .await
+        .map_err(registry_error)?;
+    announce(state.announcer.as_ref(), release.number).await;
+    Ok(Json(release))
+}
+
+/// Every release, oldest first.
+pub async fn releases(State(state): State<AppState>) -> Result<Json<ReleasesResponse>, ApiError> {
+    let registry = state.releases.registry();
+    let current = registry.current().await.map_err(registry_error)?;
+    let releases = registry.releases().await.map_err(registry_error)?;
+    Ok(Json(ReleasesResponse {
+        current: current.map(|release| release.number),
+        releases,
+    }))
+}
+
+/// Which release each live task and consumer instance runs.
+pub async fn status(State(state): State<AppState>) -> Result<Json<StatusResponse>, ApiError> {
+    let status = state
+        .releases
+        .registry()
+        .status(LIVE_HEARTBEAT)
+        .await
+        .map_err(registry_error)?;
+    Ok(Json(StatusResponse {
+        current: status.current,
+        summary: status.summary(),
+        hosts: status.hosts,
+        consumers: status.consumers,
+    }))
+}
+
+fn side(name: Option<&str>) -> Result<Side, ApiError> {
+    match name {
+        None | Some("host") => Ok(Side::Host),
+        Some("consumer") => Ok(Side::Consumer),
+        Some(other) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("side must be host or consumer, not {other:?}"),
+        )),
     }
 }
 
-fn engine_error(error: EngineError) -> ApiError {
-    let status = match error {
-        EngineError::UnknownPlugin(_) => StatusCode::NOT_FOUND,
-        EngineError::NothingToRollBack(_) => StatusCode::CONFLICT,
-        EngineError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
+fn swap_response(name: &str, side: Side, before: &Release, after: &Release) -> SwapResponse {
+    let version = |release: &Release| {
+        release
+            .side(side)
+            .plugins
+            .get(name)
+            .map(|plugin| plugin.version.to_string())
+            .unwrap_or_default()
+    };
+    SwapResponse {
+        name: name.to_owned(),
+        release: after.number,
+        previous: version(before),
+        active: version(after),
+    }
+}
+
+fn registry_error(error: RegistryError) -> ApiError {
+    let status = match &error {
+        RegistryError::UnknownPlugin { .. } | RegistryError::UnknownRelease(_) => {
+            StatusCode::NOT_FOUND
+        }
+        RegistryError::Conflict(_) => StatusCode::CONFLICT,
+        RegistryError::Refused(plugin_engine::EngineError::TooLarge { .. }) => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
+        RegistryError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        RegistryError::Store(_) | RegistryError::Corrupt { .. } | RegistryError::Empty => {
+            return ApiError::unavailable(error.to_string());
+        }
+        RegistryError::UnknownComponent(_) => StatusCode::NOT_FOUND,
     };
     ApiError::new(status, error.to_string())
 }

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use plugin_engine::{Event, Outcome};
 
 use super::models::BatchResponse;
-use super::{ApiError, AppState, put_on_stream};
+use super::{ApiError, AppState, host_chain, put_on_stream};
 use crate::views::{BatchResult, EventInput, OutcomeView};
 
 /// Runs a batch through the host chain and answers one result per input event, in
@@ -19,14 +19,15 @@ pub async fn ingest(
     body: Bytes,
 ) -> Result<Json<BatchResponse>, ApiError> {
     let events = parse_batch(&headers, &body, state.max_batch_events)?;
-    let outcomes = state.chain.process(events).await;
+    let (chain, release) = host_chain(&state);
+    let outcomes = chain.process(events).await;
     let mut results = Vec::with_capacity(outcomes.len());
     let mut accepted = 0;
     for (index, outcome) in outcomes.iter().enumerate() {
         if let Outcome::Accepted(events) = &outcome.outcome
             && !events.is_empty()
         {
-            put_on_stream(&state, events, &outcome.processed_by).await?;
+            put_on_stream(&state, events, &outcome.processed_by, release).await?;
             accepted += events.len();
         }
         results.push(BatchResult {

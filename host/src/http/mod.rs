@@ -18,8 +18,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use contract::TrackingEvent;
+use core_data::RedisCoreData;
 use metrics_exporter_prometheus::PrometheusHandle;
-use plugin_engine::{Event, PluginChain, PluginRef, PluginRegistry};
+use plugin_engine::{Event, PluginChain, PluginRef, Side};
+use releases::ReleaseRuntime;
 use settings::Secret;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -33,10 +35,10 @@ pub use self::config::HttpConfig;
 /// Everything the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    /// The host plugin chain.
-    pub chain: PluginChain,
-    /// The plugins, for the admin API.
-    pub registry: Arc<PluginRegistry>,
+    /// The current plugin release (the host chain runs on it) and the registry.
+    pub releases: Arc<ReleaseRuntime>,
+    /// Where new releases are announced to the fleet (Redis), when configured.
+    pub announcer: Option<RedisCoreData>,
     /// Core data: L1 then backend.
     pub cache: CoreDataCache,
     /// The stream stage.
@@ -57,8 +59,11 @@ pub struct AppState {
 pub fn router(state: AppState, config: &HttpConfig) -> Router {
     let admin = Router::new()
         .route("/admin/plugins", get(admin::list))
-        .route("/admin/plugins/{name}", put(admin::upload))
+        .route("/admin/plugins/{name}", put(admin::publish))
         .route("/admin/plugins/{name}/rollback", post(admin::rollback))
+        .route("/admin/releases", get(admin::releases))
+        .route("/admin/releases/rollback", post(admin::rollback_release))
+        .route("/admin/releases/status", get(admin::status))
         .layer(DefaultBodyLimit::max(config.max_plugin_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -174,18 +179,36 @@ impl From<StreamError> for ApiError {
     }
 }
 
+/// The host chain of the current release and the release number; a request keeps the
+/// chain it started with when a new release is swapped in meanwhile.
+pub fn host_chain(state: &AppState) -> (PluginChain, u64) {
+    let active = state.releases.active();
+    // The host always loads its own side of every release.
+    let chain = active
+        .chain(Side::Host)
+        .cloned()
+        .expect("the host loads the host chain of every release");
+    (chain, active.number())
+}
+
 /// Puts accepted events on the stream as protobuf records stamped with the plugins that
-/// processed them; returns once they are acknowledged per the configured durability.
+/// processed them and their release; returns once they are acknowledged per the
+/// configured durability.
 pub async fn put_on_stream(
     state: &AppState,
     events: &[Event],
     processed_by: &[PluginRef],
+    release: u64,
 ) -> Result<(), StreamError> {
     let entries = events
         .iter()
-        .map(|event| StreamEntry {
-            key: event.key.clone(),
-            data: TrackingEvent::from_event(event, processed_by).to_bytes(),
+        .map(|event| {
+            let mut record = TrackingEvent::from_event(event, processed_by);
+            record.host_release = release;
+            StreamEntry {
+                key: event.key.clone(),
+                data: record.to_bytes(),
+            }
         })
         .collect();
     state.producer.send(entries, state.ack == Ack::Stream).await

@@ -74,14 +74,28 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthResponse {
-    /// `ok`, or `degraded` while core data is served from L1 only.
+    /// `ok`, or `degraded` while core data is served from L1 only or the plugin
+    /// registry cannot be followed.
     pub status: &'static str,
+    /// The plugin release this task runs.
+    pub release: ReleaseHealth,
     /// The core-data backend and L1.
     pub core_data: CoreDataHealth,
     /// The stream stage.
     pub stream: StreamHealth,
     /// Active plugins.
     pub plugins: Vec<ActivePlugin>,
+}
+
+/// The release part of `/health/check`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseHealth {
+    /// The release this task runs.
+    pub number: u64,
+    /// Why the registry cannot be followed, while it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// The core-data part of `/health/check`.
@@ -135,15 +149,41 @@ pub struct PluginEntry {
     pub previous: Vec<String>,
 }
 
-/// An upload or a rollback: the version before and the version now active.
+/// A publish or a rollback of one plugin: the fleet's new current release and the
+/// plugin's version before and after.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SwapResponse {
     /// Plugin name.
     pub name: String,
-    /// The version that was active.
+    /// The release now current across the fleet.
+    pub release: u64,
+    /// The version that was current.
     pub previous: String,
-    /// The version active now.
+    /// The version current now.
     pub active: String,
+}
+
+/// `GET /admin/releases`: every release, oldest first, and the current one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReleasesResponse {
+    /// The current release.
+    pub current: Option<u64>,
+    /// Every release document.
+    pub releases: Vec<releases::Release>,
+}
+
+/// `GET /admin/releases/status`: which release the fleet runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusResponse {
+    /// The current release.
+    pub current: Option<u64>,
+    /// Live host instances per release.
+    pub hosts: std::collections::BTreeMap<u64, usize>,
+    /// Live consumer instances per release.
+    pub consumers: std::collections::BTreeMap<u64, usize>,
+    /// The same in one sentence.
+    pub summary: String,
 }
 
 /// `GET /cache/fill`.

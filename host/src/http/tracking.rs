@@ -8,7 +8,7 @@ use contract::attribute;
 use plugin_engine::{Event, Outcome};
 
 use super::models::{CustomerId, TrackingResponse};
-use super::{ApiError, AppState, put_on_stream};
+use super::{ApiError, AppState, host_chain, put_on_stream};
 use crate::views::now_ms;
 
 /// Looks up the program, builds a tracking event, runs the host chain, puts the result
@@ -49,7 +49,8 @@ pub async fn track(
             (attribute::USER_AGENT.to_owned(), user_agent.to_owned()),
         ],
     };
-    let result = state.chain.process_one(event).await;
+    let (chain, release) = host_chain(&state);
+    let result = chain.process_one(event).await;
     let events = match result.outcome {
         Outcome::Accepted(events) => events,
         Outcome::Rejected { by, reason } => {
@@ -70,7 +71,7 @@ pub async fn track(
     let Some(first) = events.first() else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    put_on_stream(&state, &events, &result.processed_by).await?;
+    put_on_stream(&state, &events, &result.processed_by, release).await?;
     Ok(Json(TrackingResponse::from(first)).into_response())
 }
 

@@ -1,8 +1,6 @@
 //! Settings of the stream stage: Kinesis (unset: the embedded log), durability and the
 //! producer's buffer.
 
-use std::path::PathBuf;
-
 use clap::ValueEnum;
 use settings::{InvalidSetting, ensure};
 
@@ -16,9 +14,6 @@ pub struct StreamConfig {
     /// Kinesis endpoint override (emulators); AWS_ENDPOINT_URL also works.
     #[arg(long, env = "KINESIS_ENDPOINT_URL")]
     pub kinesis_endpoint_url: Option<String>,
-    /// Directory for the embedded stream log, event store and dead letters.
-    #[arg(long, env = "DATA_DIR", default_value = ".adtrack")]
-    pub data_dir: PathBuf,
     /// When a request is answered 200: once its records are on the stream (`stream`),
     /// or once they are buffered in the host (`buffer`, flushed before shutdown ends).
     #[arg(long, env = "ACK", value_enum, default_value = "stream")]

@@ -112,6 +112,7 @@ impl Services {
             ("KINESIS_ENDPOINT_URL", local(KINESALITE_PORT)),
             ("DYNAMODB_ENDPOINT_URL", local(DYNAMODB_PORT)),
             ("SQS_ENDPOINT_URL", local(MOTO_PORT)),
+            ("S3_ENDPOINT_URL", local(MOTO_PORT)),
             ("AWS_REGION", "us-east-1".to_owned()),
             ("AWS_ACCESS_KEY_ID", "test".to_owned()),
             ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),

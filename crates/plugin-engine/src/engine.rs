@@ -61,6 +61,14 @@ pub enum LoadOrigin {
     Precompiled(Duration),
 }
 
+impl std::fmt::Debug for CompiledPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledPlugin")
+            .field("report", &self.report)
+            .finish_non_exhaustive()
+    }
+}
+
 impl CompiledPlugin {
     /// The plugin's version (sha256 of its bytes).
     pub fn version(&self) -> PluginVersion {

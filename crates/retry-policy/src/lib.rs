@@ -2,19 +2,19 @@
 //!
 //! A stage's error says what went wrong for people (its `Display`) and, through
 //! [`Classify`], what the code should do about it: retry a throttle or a transient
-//! fault, never retry a permanent refusal or a missing permission. [`RetryPolicy`]
-//! retries only the retryable kinds, with capped exponential backoff and jitter
-//! (`backon`).
+//! fault, never retry a permanent refusal or a missing permission. [`RetryPolicy`] is
+//! the one schedule of waits (capped exponential backoff with jitter, from `backon`)
+//! every retry loop of the workspace draws from; each loop retries only the kinds that
+//! [`ErrorKind::is_retryable`] allows.
 #![deny(missing_docs)]
 
 #[cfg(feature = "aws")]
 pub mod aws;
 
 use std::error::Error;
-use std::future::Future;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
 /// What kind of failure an error is, which decides whether retrying can help.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -147,97 +147,22 @@ impl RetryPolicy {
         }
         .build()
     }
-
-    /// Runs `operation` until it succeeds, fails with a kind that is not retryable,
-    /// or the attempts are used up; returns its last result.
-    pub async fn retry<T, E, Op, Fut>(&self, operation: Op) -> Result<T, E>
-    where
-        E: Classify,
-        Op: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let builder = *self;
-        operation
-            .retry(PolicyBuilder(builder))
-            .when(|error: &E| error.kind().is_retryable())
-            .await
-    }
-}
-
-/// Adapts a [`RetryPolicy`] to backon's builder trait.
-#[derive(Clone, Copy, Debug)]
-struct PolicyBuilder(RetryPolicy);
-
-impl BackoffBuilder for PolicyBuilder {
-    type Backoff = ExponentialBackoff;
-
-    fn build(self) -> Self::Backoff {
-        self.0.delays()
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use super::*;
 
-    #[derive(Debug)]
-    struct Failure(ErrorKind);
-
-    impl Classify for Failure {
-        fn kind(&self) -> ErrorKind {
-            self.0
-        }
-    }
-
-    fn fast(max_attempts: usize) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: Some(max_attempts),
+    #[test]
+    fn a_policy_allows_its_attempts_less_one_waits_within_its_bounds() {
+        let policy = RetryPolicy {
+            max_attempts: Some(4),
             first_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(2),
-        }
-    }
-
-    async fn attempts_until_done(kind: ErrorKind, policy: RetryPolicy) -> usize {
-        let attempts = AtomicUsize::new(0);
-        let result: Result<(), Failure> = policy
-            .retry(|| async {
-                attempts.fetch_add(1, Ordering::Relaxed);
-                Err(Failure(kind))
-            })
-            .await;
-        assert!(result.is_err());
-        attempts.into_inner()
-    }
-
-    #[tokio::test]
-    async fn throttles_and_transient_faults_are_retried_up_to_the_limit() {
-        assert_eq!(attempts_until_done(ErrorKind::Throttled, fast(4)).await, 4);
-        assert_eq!(attempts_until_done(ErrorKind::Transient, fast(2)).await, 2);
-    }
-
-    #[tokio::test]
-    async fn permanent_and_auth_failures_are_tried_once() {
-        assert_eq!(attempts_until_done(ErrorKind::Permanent, fast(4)).await, 1);
-        assert_eq!(
-            attempts_until_done(ErrorKind::AuthOrConfig, fast(4)).await,
-            1
-        );
-    }
-
-    #[tokio::test]
-    async fn a_call_that_recovers_returns_its_success() {
-        let attempts = AtomicUsize::new(0);
-        let result = fast(5)
-            .retry(|| async {
-                match attempts.fetch_add(1, Ordering::Relaxed) {
-                    0 | 1 => Err(Failure(ErrorKind::Throttled)),
-                    n => Ok(n),
-                }
-            })
-            .await;
-        assert_eq!(result.unwrap(), 2);
+            max_delay: Duration::from_millis(4),
+        };
+        let delays: Vec<Duration> = policy.delays().collect();
+        assert_eq!(delays.len(), 3);
+        assert!(delays.iter().all(|delay| *delay <= Duration::from_millis(8)));
     }
 
     #[test]
@@ -245,10 +170,14 @@ mod tests {
         let policy = RetryPolicy::forever(Duration::from_millis(1), Duration::from_millis(4));
         let delays: Vec<Duration> = policy.delays().take(100).collect();
         assert_eq!(delays.len(), 100);
-        assert!(
-            delays
-                .iter()
-                .all(|delay| *delay <= Duration::from_millis(8))
-        );
+        assert!(delays.iter().all(|delay| *delay <= Duration::from_millis(8)));
+    }
+
+    #[test]
+    fn only_throttles_and_transient_faults_are_retryable() {
+        assert!(ErrorKind::Throttled.is_retryable());
+        assert!(ErrorKind::Transient.is_retryable());
+        assert!(!ErrorKind::Permanent.is_retryable());
+        assert!(!ErrorKind::AuthOrConfig.is_retryable());
     }
 }

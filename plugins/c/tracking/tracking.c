@@ -1,6 +1,6 @@
 // The `tracking` plugin in C: `enrich` and `validate-tracking` in one component.
 // Behaviour, messages and attribute order match the Rust reference in
-// plugins/rust/tracking; host/plugin-engine/tests/conformance.rs holds them to it.
+// plugins/rust/tracking; crates/plugin-engine/tests/all/conformance.rs holds them to it.
 //
 // Built against `plugin.h`, which `wit-bindgen c` generates from wit/plugin.wit (`cargo xtask
 // plugins` writes it to target/plugin-build/c-bindings/). Ownership follows the canonical ABI:

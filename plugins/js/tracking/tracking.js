@@ -1,6 +1,6 @@
 // The `tracking` plugin in JavaScript: `enrich` and `validate-tracking` in one component.
 // Behaviour, messages and attribute order match the Rust reference in
-// plugins/rust/tracking; host/plugin-engine/tests/conformance.rs holds them to it.
+// plugins/rust/tracking; crates/plugin-engine/tests/all/conformance.rs holds them to it.
 //
 // Built with componentize-js against the `plugin` world of wit/plugin.wit. WIT mapping:
 // an export returning `result<T, plugin-error>` returns T or throws the error variant

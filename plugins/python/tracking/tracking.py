@@ -1,7 +1,7 @@
 """The `tracking` plugin in Python: `enrich` and `validate-tracking` in one component.
 
 Behaviour, messages and attribute order match the Rust reference in
-plugins/rust/tracking; host/plugin-engine/tests/conformance.rs holds them to it.
+plugins/rust/tracking; crates/plugin-engine/tests/all/conformance.rs holds them to it.
 
 Built with componentize-py against the `plugin` world of wit/plugin.wit, which generates the
 `wit_world` package at build time. WIT mapping: an export returning `result<T, plugin-error>`

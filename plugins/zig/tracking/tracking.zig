@@ -1,6 +1,6 @@
 //! The `tracking` plugin in Zig: `enrich` and `validate-tracking` in one component.
 //! Behaviour, messages and attribute order match the Rust reference in
-//! plugins/rust/tracking; host/plugin-engine/tests/conformance.rs holds them to it.
+//! plugins/rust/tracking; crates/plugin-engine/tests/all/conformance.rs holds them to it.
 //!
 //! Built over the C bindings that `wit-bindgen c` generates from wit/plugin.wit: `plugin.c`
 //! and `plugin_component_type.o` are linked in, and `plugin.h` is imported as the module

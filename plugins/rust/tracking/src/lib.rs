@@ -1,6 +1,6 @@
 //! The `tracking` plugin in Rust: `enrich` and `validate-tracking` in one component, and the
 //! reference the JavaScript, Python, C and Zig versions are held to by the conformance suite
-//! (`host/plugin-engine/tests/conformance.rs`).
+//! (`crates/plugin-engine/tests/all/conformance.rs`).
 //!
 //! `validate` rejects an event whose `programId` is missing or not ASCII digits. `transform`
 //! looks the program up in core data (unknown: reject; store unreachable: retry), copies the

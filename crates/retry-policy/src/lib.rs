@@ -162,7 +162,11 @@ mod tests {
         };
         let delays: Vec<Duration> = policy.delays().collect();
         assert_eq!(delays.len(), 3);
-        assert!(delays.iter().all(|delay| *delay <= Duration::from_millis(8)));
+        assert!(
+            delays
+                .iter()
+                .all(|delay| *delay <= Duration::from_millis(8))
+        );
     }
 
     #[test]
@@ -170,7 +174,11 @@ mod tests {
         let policy = RetryPolicy::forever(Duration::from_millis(1), Duration::from_millis(4));
         let delays: Vec<Duration> = policy.delays().take(100).collect();
         assert_eq!(delays.len(), 100);
-        assert!(delays.iter().all(|delay| *delay <= Duration::from_millis(8)));
+        assert!(
+            delays
+                .iter()
+                .all(|delay| *delay <= Duration::from_millis(8))
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod bad_input;
 mod common;
 mod embedded_mode;
+mod fleet_releases;
 mod hot_swap;
 mod kinesis_stream;
 mod language_hot_swap;

@@ -3,9 +3,7 @@
 use std::sync::Arc;
 
 use plugin_engine::{EngineConfig, PipelineFile, PluginEngine, Side};
-use releases::{
-    LocalStore, Publish, RegistryError, RegistryStore, ReleaseRegistry, S3Store,
-};
+use releases::{LocalStore, Publish, RegistryError, RegistryStore, ReleaseRegistry, S3Store};
 use test_support::{plugin_bytes, service_env, unique, write_pipeline};
 
 const PIPELINE: &str = r#"
@@ -33,7 +31,10 @@ async fn registries(dir: &std::path::Path) -> Vec<(&'static str, ReleaseRegistry
     let s3 = S3Store::connect(&bucket, "registry/", Some(&endpoint)).await;
     create_bucket(&bucket, &endpoint).await;
     let mut registries = Vec::new();
-    for (name, store) in [("local", local), ("s3", Arc::new(s3) as Arc<dyn RegistryStore>)] {
+    for (name, store) in [
+        ("local", local),
+        ("s3", Arc::new(s3) as Arc<dyn RegistryStore>),
+    ] {
         let registry = ReleaseRegistry::new(store);
         let first = registry.seed(&pipeline).await.expect("seed");
         assert_eq!(first.number, 1, "{name}");
@@ -86,15 +87,25 @@ async fn publishing_makes_a_new_numbered_release_current_and_rollback_restores_a
             "{name}"
         );
         assert_eq!(second.host.chain, seeded.host.chain, "{name}");
-        assert_eq!(second.consumer, seeded.consumer, "{name}: the other side is unchanged");
+        assert_eq!(
+            second.consumer, seeded.consumer,
+            "{name}: the other side is unchanged"
+        );
         let pointer = registry.store().current().await.unwrap().expect(name);
         assert_eq!((pointer.release, pointer.generation), (2, 2), "{name}");
 
         let back = registry.rollback(None).await.expect(name);
-        assert_eq!(back, seeded, "{name}: release 1 is current again, unchanged");
+        assert_eq!(
+            back, seeded,
+            "{name}: release 1 is current again, unchanged"
+        );
         let pointer = registry.store().current().await.unwrap().expect(name);
         assert_eq!((pointer.release, pointer.generation), (1, 3), "{name}");
-        assert_eq!(registry.releases().await.unwrap().len(), 2, "{name}: every release stays");
+        assert_eq!(
+            registry.releases().await.unwrap().len(),
+            2,
+            "{name}: every release stays"
+        );
 
         // Publishing after a rollback takes the next free number.
         let (third, _) = registry
@@ -116,8 +127,14 @@ async fn of_two_concurrent_publishes_exactly_one_wins_and_the_other_gets_a_confl
             registry.publish(&engine, publish("tagger", &validate)),
             registry.publish(&engine, publish("tagger", &fan_out)),
         );
-        let outcomes = [first.map(|(release, _)| release), second.map(|(release, _)| release)];
-        let winners: Vec<_> = outcomes.iter().filter_map(|outcome| outcome.as_ref().ok()).collect();
+        let outcomes = [
+            first.map(|(release, _)| release),
+            second.map(|(release, _)| release),
+        ];
+        let winners: Vec<_> = outcomes
+            .iter()
+            .filter_map(|outcome| outcome.as_ref().ok())
+            .collect();
         let conflicts = outcomes
             .iter()
             .filter(|outcome| matches!(outcome, Err(RegistryError::Conflict(_))))
@@ -142,7 +159,10 @@ async fn a_broken_or_over_privileged_or_unknown_candidate_is_refused_before_anyt
             .publish(&engine, publish("tagger", b"not a component"))
             .await
             .unwrap_err();
-        assert!(matches!(garbage, RegistryError::Refused(_)), "{name}: {garbage}");
+        assert!(
+            matches!(garbage, RegistryError::Refused(_)),
+            "{name}: {garbage}"
+        );
         let over_privileged = registry
             .publish(&engine, publish("tagger", &denied))
             .await
@@ -156,10 +176,15 @@ async fn a_broken_or_over_privileged_or_unknown_candidate_is_refused_before_anyt
             .await
             .unwrap_err();
         assert!(
-            matches!(unknown, RegistryError::UnknownPlugin { .. }) && unknown.to_string().contains("--new"),
+            matches!(unknown, RegistryError::UnknownPlugin { .. })
+                && unknown.to_string().contains("--new"),
             "{name}: {unknown}"
         );
-        assert_eq!(registry.releases().await.unwrap().len(), 1, "{name}: nothing was stored");
+        assert_eq!(
+            registry.releases().await.unwrap().len(),
+            1,
+            "{name}: nothing was stored"
+        );
         let version = plugin_engine::PluginVersion::of(&denied);
         assert!(
             matches!(
@@ -190,7 +215,10 @@ async fn heartbeats_say_which_release_each_instance_runs() {
     for (name, registry) in registries(dir.path()).await {
         registry.heartbeat(Side::Host, "task-a", 1).await.unwrap();
         registry.heartbeat(Side::Host, "task-b", 1).await.unwrap();
-        registry.heartbeat(Side::Consumer, "lambda-1", 1).await.unwrap();
+        registry
+            .heartbeat(Side::Consumer, "lambda-1", 1)
+            .await
+            .unwrap();
         let status = registry
             .status(std::time::Duration::from_secs(60))
             .await

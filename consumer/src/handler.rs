@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use contract::{PluginStamp, TrackingEvent, attribute};
 use core_data::{CoreDataUpdates, ProgramActivity};
 use plugin_engine::{Event, Outcome, PluginChain, PluginRef};
+use releases::ReleaseChain;
 
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::store::{EventStore, StoredEvent};
@@ -79,8 +80,8 @@ impl BatchReport {
 /// The chain one batch runs and the plugin release it belongs to.
 #[derive(Clone)]
 pub struct BatchChain {
-    /// The consumer chain.
-    pub chain: PluginChain,
+    /// The consumer chain (with a canary or shadow candidate, when the release tries one).
+    pub chain: ReleaseChain,
     /// Its release in the plugin registry (0: a fixed chain, not from the registry).
     pub release: u64,
 }
@@ -98,7 +99,7 @@ pub trait ChainSource: Send + Sync {
 impl ChainSource for PluginChain {
     async fn next_batch(&self) -> BatchChain {
         BatchChain {
-            chain: self.clone(),
+            chain: ReleaseChain::fixed(self.clone()),
             release: 0,
         }
     }

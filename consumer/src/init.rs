@@ -139,7 +139,7 @@ pub async fn registry_chains(
     let active = runtime.active();
     let plugins = active
         .chain(Side::Consumer)
-        .map(plugin_loads)
+        .map(|chain| plugin_loads(chain.active()))
         .unwrap_or_default();
     tracing::info!(
         release = active.number(),

@@ -46,6 +46,9 @@ impl RegistryChains {
 #[async_trait]
 impl ChainSource for RegistryChains {
     async fn next_batch(&self) -> BatchChain {
+        if let Some(release) = self.runtime.abort_failing_canaries().await {
+            tracing::warn!(release, "a failing canary was aborted");
+        }
         match self.runtime.refresh_if_older_than(self.check_every).await {
             Ok(Some(_)) => self.runtime.heartbeat(&self.instance).await,
             Ok(None) => {}

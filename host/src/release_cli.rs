@@ -10,7 +10,9 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use core_data::{RedisConfig, RedisCoreData};
 use plugin_engine::{EngineConfig, PluginEngine, Side};
-use releases::{Publish, RegistryConfig, Release, ReleaseRegistry};
+use releases::{
+    AbortPolicy, CandidateMode, Publish, RegistryConfig, Release, ReleaseRegistry, TrialSpec,
+};
 
 use crate::announce::announce;
 use crate::plugin_cli::SideArg;
@@ -34,6 +36,37 @@ pub enum ReleaseCommand {
         /// Add the plugin at the end of the chain if the current release does not have it.
         #[arg(long)]
         new: bool,
+        /// Try it first as a canary on this share of events (percent), beside the active
+        /// version; `promote` or `abort` ends the trial (a failing canary is aborted by the
+        /// fleet on its own).
+        #[arg(long, value_name = "PERCENT", conflicts_with = "shadow", value_parser = clap::value_parser!(u8).range(1..=100))]
+        canary: Option<u8>,
+        /// Try it first as a shadow on this share of events (percent): it runs beside the
+        /// active version, its outputs are compared and discarded.
+        #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+        shadow: Option<u8>,
+        /// Canary: calls before the fleet judges it.
+        #[arg(long, default_value_t = AbortPolicy::default().min_calls)]
+        min_calls: u64,
+        /// Canary: tolerated excess of its failure rate over the active version's, in points.
+        #[arg(long, default_value_t = AbortPolicy::default().max_failure_margin_percent)]
+        max_failure_margin: u8,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Make the side's candidate (canary or shadow) the active version, fleet-wide.
+    Promote {
+        /// Which chain's candidate.
+        #[arg(long, value_enum, default_value = "host")]
+        side: SideArg,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Drop the side's candidate, fleet-wide.
+    Abort {
+        /// Which chain's candidate.
+        #[arg(long, value_enum, default_value = "host")]
+        side: SideArg,
         #[command(flatten)]
         registry: RegistryArgs,
     },
@@ -95,8 +128,26 @@ pub async fn run(command: ReleaseCommand) -> Result<()> {
             file,
             side,
             new,
+            canary,
+            shadow,
+            min_calls,
+            max_failure_margin,
             registry: args,
         } => {
+            let abort = AbortPolicy {
+                min_calls,
+                max_failure_margin_percent: max_failure_margin,
+            };
+            let trial = match (canary, shadow) {
+                (Some(percent), _) => Some((CandidateMode::Canary, percent)),
+                (_, Some(percent)) => Some((CandidateMode::Shadow, percent)),
+                (None, None) => None,
+            }
+            .map(|(mode, percent)| TrialSpec {
+                mode,
+                percent,
+                abort,
+            });
             let registry = args.open().await?;
             let component =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -109,8 +160,29 @@ pub async fn run(command: ReleaseCommand) -> Result<()> {
                         plugin: &name,
                         component: &component,
                         new,
+                        trial,
                     },
                 )
+                .await?;
+            args.announce(&release).await?;
+            println!("release {}: {}", release.number, release.summary);
+        }
+        ReleaseCommand::Promote {
+            side,
+            registry: args,
+        } => {
+            let release = args.open().await?.promote(Side::from(side)).await?;
+            args.announce(&release).await?;
+            println!("release {}: {}", release.number, release.summary);
+        }
+        ReleaseCommand::Abort {
+            side,
+            registry: args,
+        } => {
+            let release = args
+                .open()
+                .await?
+                .abort(Side::from(side), None, "aborted by an operator")
                 .await?;
             args.announce(&release).await?;
             println!("release {}: {}", release.number, release.summary);
@@ -147,6 +219,16 @@ pub async fn run(command: ReleaseCommand) -> Result<()> {
                         })
                         .collect();
                     println!("        {side:<8} {}", plugins.join(" > "));
+                    if let Some(candidate) = &chain.candidate {
+                        println!(
+                            "        {:<8} {:?} {}@{} at {} %",
+                            "",
+                            candidate.mode,
+                            candidate.plugin,
+                            candidate.pinned.version.short(),
+                            candidate.percent
+                        );
+                    }
                 }
             }
         }

@@ -20,6 +20,7 @@ use plugin_engine::{EngineConfig, PipelineFile, PluginEngine, Side};
 use releases::ReleaseRuntime;
 use tokio::net::TcpListener;
 
+use crate::announce::RedisAnnouncer;
 use crate::cache::{CacheConfig, CoreDataCache, follow_updates};
 use crate::config::ServeConfig;
 use crate::http::{AppState, router};
@@ -114,6 +115,9 @@ async fn start_releases(
         .as_ref()
         .map(|redis| redis.follow_channel(RELEASES_CHANNEL));
     let poll = config.plugins.registry.poll();
+    if let Some(redis) = &core_data.redis {
+        releases.announce_with(Arc::new(RedisAnnouncer(redis.clone())));
+    }
     tokio::spawn(releases.clone().follow(announcements, poll, instance));
     Ok(releases)
 }

@@ -9,6 +9,7 @@ mod load_bench;
 mod pipeline_file;
 mod plugins;
 mod python_venv;
+mod release_bench;
 mod services;
 
 use std::path::{Path, PathBuf};
@@ -53,6 +54,13 @@ enum Task {
     Package,
     /// Load-test `GET /event/{id}` against a bare axum handler with wrk (release builds).
     LoadBench(load_bench::LoadBenchArgs),
+    /// Time from a plugin publish to the last host task and the consumer running it
+    /// (two hosts, moto's S3 and redis-server; p50 and max over the rounds).
+    ReleaseBench {
+        /// Publishes to time.
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+    },
     /// Upload the consumer package and plugins, then deploy the CloudFormation stack.
     Deploy(infrastructure::DeployArgs),
 }
@@ -73,6 +81,7 @@ fn main() -> ExitCode {
         Task::Infrastructure(command) => infrastructure::run(&root, command),
         Task::Deploy(args) => infrastructure::deploy(&root, &args),
         Task::LoadBench(args) => load_bench::run(&root, &args),
+        Task::ReleaseBench { rounds } => release_bench::run(&root, rounds),
         Task::Package => {
             lambda::package(&root, lambda::Build::Release).map(|zip| println!("{}", zip.display()))
         }
@@ -161,7 +170,7 @@ fn format_and_lint(root: &Path) -> Result<()> {
 /// Builds the workspace with its test targets: the one build that `run` and `test` share
 /// (features unify over the whole workspace and its test targets, so running one command
 /// after the other rebuilds nothing).
-fn build_workspace(root: &Path) -> Result<()> {
+pub(crate) fn build_workspace(root: &Path) -> Result<()> {
     step(
         root,
         "build",
@@ -171,7 +180,7 @@ fn build_workspace(root: &Path) -> Result<()> {
 }
 
 /// Runs one cargo step of the test task, failing the task if it fails.
-fn step(root: &Path, name: &str, args: &[&str], env: &[(String, String)]) -> Result<()> {
+pub(crate) fn step(root: &Path, name: &str, args: &[&str], env: &[(String, String)]) -> Result<()> {
     eprintln!("xtask: {name}: cargo {}", args.join(" "));
     let status = cargo(root)
         .args(args)

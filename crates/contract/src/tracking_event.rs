@@ -1,7 +1,7 @@
 //! The protobuf record on the event stream and its conversion to and from the
 //! engine's [`Event`]. The schema is `proto/tracking_event.proto`.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use plugin_engine::{Event, PluginRef};
 use prost::Message;
@@ -50,9 +50,10 @@ pub struct TrackingEvent {
     /// Field 13: the event body.
     #[prost(bytes = "vec", tag = "13")]
     pub payload: Vec<u8>,
-    /// Field 14: every attribute of the event.
-    #[prost(map = "string, string", tag = "14")]
-    pub attributes: HashMap<String, String>,
+    /// Field 14: every attribute of the event, in name order, so the same event always
+    /// encodes to the same bytes.
+    #[prost(btree_map = "string, string", tag = "14")]
+    pub attributes: BTreeMap<String, String>,
     /// Field 15: the plugin release the host ran the event through (0: none).
     #[prost(uint64, tag = "15")]
     pub host_release: u64,

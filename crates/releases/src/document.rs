@@ -30,6 +30,58 @@ pub struct SideRelease {
     pub chain: Vec<String>,
     /// Every plugin of the chain.
     pub plugins: BTreeMap<String, ReleasedPlugin>,
+    /// A candidate version of one plugin of the chain, tried beside the active one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<Candidate>,
+}
+
+/// A candidate version of one plugin: a canary serves a share of the events, a shadow
+/// runs beside the active version on a share of them and only has its output compared.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Candidate {
+    /// The plugin of the chain it would replace.
+    pub plugin: String,
+    /// The candidate component and how it runs (the active plugin's settings).
+    pub pinned: ReleasedPlugin,
+    /// Canary or shadow.
+    pub mode: CandidateMode,
+    /// Share of events, by a hash of the event id (the same event always takes the same
+    /// path), from 1 to 100.
+    pub percent: u8,
+    /// When a canary is aborted automatically.
+    pub abort: AbortPolicy,
+}
+
+/// How a candidate is tried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CandidateMode {
+    /// Serves its share of events in place of the active version.
+    Canary,
+    /// Runs beside the active version; its output is compared and discarded.
+    Shadow,
+}
+
+/// When the fleet aborts a canary on its own: once it has made `min_calls` calls, if its
+/// failure rate (failed or retry outcomes) exceeds the active version's by more than
+/// `max_failure_margin_percent` points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AbortPolicy {
+    /// Calls the canary must have made before it is judged.
+    pub min_calls: u64,
+    /// Tolerated excess of its failure rate over the active version's, in points.
+    pub max_failure_margin_percent: u8,
+}
+
+impl Default for AbortPolicy {
+    fn default() -> Self {
+        Self {
+            min_calls: 100,
+            max_failure_margin_percent: 5,
+        }
+    }
 }
 
 /// A plugin as a release pins it: the exact component and how it runs.
@@ -127,6 +179,49 @@ pub struct Heartbeat {
     pub release: u64,
     /// When it reported, ms since the Unix epoch.
     pub at_ms: u64,
+    /// What it has seen of the candidates it runs.
+    #[serde(default)]
+    pub candidates: Vec<CandidateReport>,
+}
+
+/// One process's live numbers for a candidate, as reported in its heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CandidateReport {
+    /// `host` or `consumer`.
+    pub side: String,
+    /// The plugin.
+    pub plugin: String,
+    /// The candidate's version.
+    pub version: PluginVersion,
+    /// Canary or shadow.
+    pub mode: CandidateMode,
+    /// Events the active version handled, and how many of them failed or asked for a retry.
+    pub active_calls: u64,
+    /// Of those, failed or retried.
+    pub active_failures: u64,
+    /// Events the candidate handled (a canary's share, or a shadow's copies).
+    pub candidate_calls: u64,
+    /// Of those, failed or retried.
+    pub candidate_failures: u64,
+    /// Shadow: events on which the candidate's outcome differed from the active one's.
+    pub mismatches: u64,
+    /// Shadow: events the active version accepted and the candidate failed.
+    pub failed_where_active_succeeded: u64,
+    /// Shadow: a bounded sample of differing outcomes.
+    pub samples: Vec<ShadowSample>,
+}
+
+/// One event on which a shadow's outcome differed from the active version's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShadowSample {
+    /// The input event's id.
+    pub event_id: String,
+    /// The active version's outcome, summarised.
+    pub active: String,
+    /// The candidate's outcome, summarised.
+    pub candidate: String,
 }
 
 /// The name of `side` in documents and messages.
@@ -159,6 +254,7 @@ mod tests {
             host: SideRelease {
                 chain: vec!["filter".into()],
                 plugins: BTreeMap::from([("filter".into(), plugin)]),
+                candidate: None,
             },
             consumer: SideRelease::default(),
         };

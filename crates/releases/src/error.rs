@@ -30,6 +30,14 @@ pub enum RegistryError {
         /// The current release.
         release: u64,
     },
+    /// The side has no candidate (to promote or abort), or not that version any more.
+    #[error("the {side} chain of release {release} has no such candidate")]
+    NoCandidate {
+        /// `host` or `consumer`.
+        side: &'static str,
+        /// The current release.
+        release: u64,
+    },
     /// A stored document cannot be read back.
     #[error("release document {what} is corrupt: {reason}")]
     Corrupt {

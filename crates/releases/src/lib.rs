@@ -17,17 +17,22 @@ mod document;
 mod error;
 mod local;
 mod registry;
+mod routing;
 mod runtime;
 #[cfg(feature = "s3")]
 mod s3;
 mod store;
 
 pub use config::RegistryConfig;
-pub use document::{Heartbeat, Release, ReleasedPlugin, SideRelease, side_name};
+pub use document::{
+    AbortPolicy, Candidate, CandidateMode, CandidateReport, Heartbeat, Release, ReleasedPlugin,
+    ShadowSample, SideRelease, side_name,
+};
 pub use error::RegistryError;
 pub use local::LocalStore;
-pub use registry::{Publish, ReleaseRegistry, Status};
-pub use runtime::{ActiveRelease, ReleaseRuntime, instance_id};
+pub use registry::{Publish, ReleaseRegistry, Status, TrialSpec};
+pub use routing::{ReleaseChain, takes_candidate_path};
+pub use runtime::{ActiveRelease, Announcer, ReleaseRuntime, instance_id};
 #[cfg(feature = "s3")]
 pub use s3::S3Store;
 pub use store::{Pointer, RegistryStore};

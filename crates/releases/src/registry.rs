@@ -7,7 +7,10 @@ use std::time::Duration;
 use plugin_engine::{CompiledPlugin, PipelineFile, PluginEngine, PluginSettings, Side};
 use retry_policy::{ClassifiedError, ErrorKind};
 
-use crate::document::{Heartbeat, Release, ReleasedPlugin, SideRelease, now_ms, side_name};
+use crate::document::{
+    AbortPolicy, Candidate, CandidateMode, CandidateReport, Heartbeat, Release, ReleasedPlugin,
+    SideRelease, now_ms, side_name,
+};
 use crate::error::RegistryError;
 use crate::store::{Pointer, RegistryStore};
 
@@ -22,6 +25,19 @@ pub struct Publish<'a> {
     pub component: &'a [u8],
     /// Add the plugin at the end of the chain if the release does not have it.
     pub new: bool,
+    /// Try it as a canary or a shadow beside the active version instead of replacing it.
+    pub trial: Option<TrialSpec>,
+}
+
+/// How a published candidate is tried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrialSpec {
+    /// Canary or shadow.
+    pub mode: CandidateMode,
+    /// Share of events, 1 to 100.
+    pub percent: u8,
+    /// When a canary is aborted automatically.
+    pub abort: AbortPolicy,
 }
 
 /// Which release the fleet runs, from the heartbeats.
@@ -33,6 +49,8 @@ pub struct Status {
     pub hosts: BTreeMap<u64, usize>,
     /// Live consumer instances per release they run.
     pub consumers: BTreeMap<u64, usize>,
+    /// The candidates the live instances try, with their numbers added up.
+    pub candidates: Vec<CandidateReport>,
 }
 
 impl Status {
@@ -46,11 +64,37 @@ impl Status {
             let on_current = counts.get(&current).copied().unwrap_or_default();
             format!("{name} {on_current}/{total} instances on release {current}")
         };
-        format!(
+        let mut summary = format!(
             "current release {current}; {}, {}",
             side("host", &self.hosts),
             side("consumer", &self.consumers)
-        )
+        );
+        for candidate in &self.candidates {
+            summary.push_str(&format!(
+                "\n{} {} {} on {}: {}/{} failed (active {}/{})",
+                mode_name(candidate.mode),
+                candidate.plugin,
+                candidate.version.short(),
+                candidate.side,
+                candidate.candidate_failures,
+                candidate.candidate_calls,
+                candidate.active_failures,
+                candidate.active_calls
+            ));
+            if candidate.mode == CandidateMode::Shadow {
+                summary.push_str(&format!(
+                    ", {} differing outcomes, {} failed where the active version succeeded",
+                    candidate.mismatches, candidate.failed_where_active_succeeded
+                ));
+                for sample in &candidate.samples {
+                    summary.push_str(&format!(
+                        "\n  {}: {} | {}",
+                        sample.event_id, sample.active, sample.candidate
+                    ));
+                }
+            }
+        }
+        summary
     }
 }
 
@@ -152,22 +196,112 @@ impl ReleaseRegistry {
         let mut next = current.clone();
         next.number = self.next_number().await?;
         next.created_ms = now_ms();
-        next.summary = format!(
-            "publish {} {} on {}",
-            candidate.plugin,
-            version.short(),
-            side_name(candidate.side)
-        );
+        let side_label = side_name(candidate.side);
         let side = next.side_mut(candidate.side);
-        if !side.chain.iter().any(|name| name == candidate.plugin) {
-            side.chain.push(candidate.plugin.to_owned());
+        let pinned = ReleasedPlugin::new(version, &settings);
+        let summary;
+        match candidate.trial {
+            Some(trial) => {
+                if !side.plugins.contains_key(candidate.plugin) {
+                    return Err(RegistryError::UnknownPlugin {
+                        name: candidate.plugin.to_owned(),
+                        side: side_label,
+                        release: current.number,
+                    });
+                }
+                summary = format!(
+                    "{} {} {} at {} % on {side_label}",
+                    mode_name(trial.mode),
+                    candidate.plugin,
+                    version.short(),
+                    trial.percent
+                );
+                side.candidate = Some(Candidate {
+                    plugin: candidate.plugin.to_owned(),
+                    pinned,
+                    mode: trial.mode,
+                    percent: trial.percent.clamp(1, 100),
+                    abort: trial.abort,
+                });
+            }
+            None => {
+                summary = format!(
+                    "publish {} {} on {side_label}",
+                    candidate.plugin,
+                    version.short()
+                );
+                if !side.chain.iter().any(|name| name == candidate.plugin) {
+                    side.chain.push(candidate.plugin.to_owned());
+                }
+                if side
+                    .candidate
+                    .as_ref()
+                    .is_some_and(|tried| tried.plugin == candidate.plugin)
+                {
+                    side.candidate = None;
+                }
+                side.plugins.insert(candidate.plugin.to_owned(), pinned);
+            }
         }
-        side.plugins.insert(
-            candidate.plugin.to_owned(),
-            ReleasedPlugin::new(version, &settings),
-        );
+        next.summary = summary;
         let release = self.install(Some(&pointer), next).await?;
         Ok((release, compiled))
+    }
+
+    /// Makes `side`'s candidate the active version of its plugin, fleet-wide.
+    pub async fn promote(&self, side: Side) -> Result<Release, RegistryError> {
+        self.end_trial(side, None, None).await
+    }
+
+    /// Removes `side`'s candidate (if it is still `version`, when given), fleet-wide;
+    /// `reason` goes into the release's summary.
+    pub async fn abort(
+        &self,
+        side: Side,
+        version: Option<plugin_engine::PluginVersion>,
+        reason: &str,
+    ) -> Result<Release, RegistryError> {
+        self.end_trial(side, version, Some(reason)).await
+    }
+
+    /// Promotes (`reason` = `None`) or aborts `side`'s candidate.
+    async fn end_trial(
+        &self,
+        side: Side,
+        version: Option<plugin_engine::PluginVersion>,
+        abort_reason: Option<&str>,
+    ) -> Result<Release, RegistryError> {
+        let pointer = self.store.current().await?.ok_or(RegistryError::Empty)?;
+        let current = self.store.release(pointer.release).await?;
+        let side_label = side_name(side);
+        let candidate = current
+            .side(side)
+            .candidate
+            .clone()
+            .filter(|candidate| version.is_none_or(|version| candidate.pinned.version == version))
+            .ok_or_else(|| RegistryError::NoCandidate {
+                side: side_label,
+                release: current.number,
+            })?;
+        let mut next = current.clone();
+        next.number = self.next_number().await?;
+        next.created_ms = now_ms();
+        let version = candidate.pinned.version.short();
+        next.summary = match abort_reason {
+            Some(reason) => format!(
+                "abort {} {version} on {side_label}: {reason}",
+                candidate.plugin
+            ),
+            None => format!("promote {} {version} on {side_label}", candidate.plugin),
+        };
+        let next_side = next.side_mut(side);
+        next_side.candidate = None;
+        if abort_reason.is_none() {
+            next_side
+                .plugins
+                .insert(candidate.plugin.clone(), candidate.pinned.clone());
+        }
+        self.install(Some(&pointer), next).await
     }
 
     /// Makes release `to` (default: the one numbered just before the current one)
@@ -202,12 +336,14 @@ impl ReleaseRegistry {
         Ok(releases)
     }
 
-    /// Records that this process (`instance` of `side`) runs `release`.
+    /// Records that this process (`instance` of `side`) runs `release`, with its live
+    /// numbers for the candidates it tries.
     pub async fn heartbeat(
         &self,
         side: Side,
         instance: &str,
         release: u64,
+        candidates: Vec<CandidateReport>,
     ) -> Result<(), RegistryError> {
         self.store
             .put_heartbeat(&Heartbeat {
@@ -215,6 +351,7 @@ impl ReleaseRegistry {
                 instance: instance.to_owned(),
                 release,
                 at_ms: now_ms(),
+                candidates,
             })
             .await
     }
@@ -236,6 +373,9 @@ impl ReleaseRegistry {
                 _ => &mut status.consumers,
             };
             *counts.entry(heartbeat.release).or_default() += 1;
+            for report in heartbeat.candidates {
+                merge(&mut status.candidates, report);
+            }
         }
         Ok(status)
     }
@@ -276,4 +416,32 @@ pub(crate) async fn compile(
             ClassifiedError::caused_by(ErrorKind::Transient, "compile task failed", join)
         })?
         .map_err(RegistryError::Refused)
+}
+
+/// `canary` or `shadow`.
+fn mode_name(mode: CandidateMode) -> &'static str {
+    match mode {
+        CandidateMode::Canary => "canary",
+        CandidateMode::Shadow => "shadow",
+    }
+}
+
+/// Adds `report` to the report of the same candidate in `reports`.
+fn merge(reports: &mut Vec<CandidateReport>, report: CandidateReport) {
+    let same = reports.iter_mut().find(|known| {
+        (&known.side, &known.plugin, known.version)
+            == (&report.side, &report.plugin, report.version)
+    });
+    let Some(known) = same else {
+        reports.push(report);
+        return;
+    };
+    known.active_calls += report.active_calls;
+    known.active_failures += report.active_failures;
+    known.candidate_calls += report.candidate_calls;
+    known.candidate_failures += report.candidate_failures;
+    known.mismatches += report.mismatches;
+    known.failed_where_active_succeeded += report.failed_where_active_succeeded;
+    known.samples.extend(report.samples);
+    known.samples.truncate(10);
 }

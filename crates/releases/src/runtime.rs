@@ -2,7 +2,7 @@
 //! swapped atomically when the pointer moves (announced, or found by polling).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -12,9 +12,13 @@ use plugin_engine::{
 };
 use tokio::sync::mpsc;
 
-use crate::document::{Release, side_name};
+use crate::document::{Candidate, Release, side_name};
 use crate::error::RegistryError;
 use crate::registry::{Publish, ReleaseRegistry, compile};
+use crate::routing::ReleaseChain;
+
+/// How often a process judges its running canaries.
+const CANARY_CHECK: Duration = Duration::from_secs(1);
 
 /// The release a process runs: its document, the pointer generation it was read at,
 /// and the loaded chains of the sides this process runs.
@@ -23,8 +27,16 @@ pub struct ActiveRelease {
     pub release: Release,
     /// The pointer generation at which it became current here.
     pub generation: u64,
-    host: Option<PluginChain>,
-    consumer: Option<PluginChain>,
+    host: Option<ReleaseChain>,
+    consumer: Option<ReleaseChain>,
+}
+
+/// Tells the fleet a new release is current (Redis in the host); best effort, since every
+/// process also polls.
+#[async_trait::async_trait]
+pub trait Announcer: Send + Sync {
+    /// Announces that release `number` is current.
+    async fn announce(&self, number: u64);
 }
 
 impl ActiveRelease {
@@ -34,7 +46,7 @@ impl ActiveRelease {
     }
 
     /// The loaded chain of `side`, if this process runs that side.
-    pub fn chain(&self, side: Side) -> Option<&PluginChain> {
+    pub fn chain(&self, side: Side) -> Option<&ReleaseChain> {
         match side {
             Side::Host => self.host.as_ref(),
             Side::Consumer => self.consumer.as_ref(),
@@ -54,6 +66,7 @@ pub struct ReleaseRuntime {
     active: ArcSwap<ActiveRelease>,
     last_check: tokio::sync::Mutex<Instant>,
     last_error: Mutex<Option<String>>,
+    announcer: OnceLock<Arc<dyn Announcer>>,
 }
 
 impl ReleaseRuntime {
@@ -97,7 +110,14 @@ impl ReleaseRuntime {
             active: ArcSwap::from_pointee(active),
             last_check: tokio::sync::Mutex::new(Instant::now()),
             last_error: Mutex::new(None),
+            announcer: OnceLock::new(),
         }))
+    }
+
+    /// Announces the releases this process makes current on its own (an aborted canary);
+    /// set once, after start.
+    pub fn announce_with(&self, announcer: Arc<dyn Announcer>) {
+        let _ = self.announcer.set(announcer);
     }
 
     /// The release new work runs on; work already started keeps the one it loaded.
@@ -127,11 +147,18 @@ impl ReleaseRuntime {
     /// process to the new release at once, without compiling the candidate again.
     pub async fn publish(&self, candidate: Publish<'_>) -> Result<Release, RegistryError> {
         let (release, compiled) = self.registry.publish(&self.engine, candidate).await?;
-        let plugin = &release.side(candidate.side).plugins[candidate.plugin];
-        self.compiled
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert((plugin.version, plugin.grants.clone()), compiled);
+        let side = release.side(candidate.side);
+        let pinned = match &side.candidate {
+            Some(tried) if candidate.trial.is_some() => &tried.pinned,
+            _ => &side.plugins[candidate.plugin],
+        };
+        // The compiled candidate is reused under its own version, not compiled again.
+        if pinned.version == compiled.version() {
+            self.compiled
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert((pinned.version, pinned.grants.clone()), compiled);
+        }
         self.refresh().await?;
         Ok(release)
     }
@@ -170,14 +197,18 @@ impl ReleaseRuntime {
         self.refresh().await.map(Some)
     }
 
-    /// Follows the registry until `announcements` and the process end: checks on every
-    /// announcement and every `poll`, and records a heartbeat for `instance` each time.
+    /// Follows the registry for the life of the process: checks on every announcement
+    /// and every `poll`, judges running canaries every second (aborting a failing one
+    /// fleet-wide and announcing it), and records a heartbeat for `instance` after each
+    /// check.
     pub async fn follow(
         self: Arc<Self>,
         mut announcements: Option<mpsc::Receiver<String>>,
         poll: Duration,
         instance: String,
     ) {
+        let tick = poll.min(CANARY_CHECK);
+        let mut last_poll = Instant::now();
         loop {
             let announced = async {
                 match announcements.as_mut() {
@@ -185,27 +216,78 @@ impl ReleaseRuntime {
                     None => std::future::pending().await,
                 }
             };
+            let mut check = false;
             tokio::select! {
                 message = announced => {
                     if message.is_none() {
                         announcements = None;
                         continue;
                     }
+                    check = true;
                 }
-                () = tokio::time::sleep(poll) => {}
+                () = tokio::time::sleep(tick) => {}
             }
-            if let Err(error) = self.refresh().await {
-                tracing::warn!(%error, "cannot follow the plugin registry; keeping the running release");
+            self.abort_failing_canaries().await;
+            if check || last_poll.elapsed() >= poll {
+                last_poll = Instant::now();
+                if let Err(error) = self.refresh().await {
+                    tracing::warn!(%error, "cannot follow the plugin registry; keeping the running release");
+                }
+                self.heartbeat(&instance).await;
             }
-            self.heartbeat(&instance).await;
         }
     }
 
-    /// Records which release this process runs, for `plugin status`.
-    pub async fn heartbeat(&self, instance: &str) {
-        let release = self.active().number();
+    /// Aborts, fleet-wide, a canary of this process that fails more than its policy
+    /// allows, and announces the release that removed it (returned). Another process may
+    /// have aborted it first: then nothing happens here and the next check swaps to that
+    /// release.
+    pub async fn abort_failing_canaries(&self) -> Option<u64> {
+        let active = self.active();
         for side in &self.sides {
-            if let Err(error) = self.registry.heartbeat(*side, instance, release).await {
+            let Some(chain) = active.chain(*side) else {
+                continue;
+            };
+            let (Some(reason), Some(report)) = (chain.canary_verdict(), chain.report("")) else {
+                continue;
+            };
+            match self
+                .registry
+                .abort(*side, Some(report.version), &reason)
+                .await
+            {
+                Ok(release) => {
+                    tracing::warn!(release = release.number, %reason, "canary aborted");
+                    if let Err(error) = self.refresh().await {
+                        tracing::warn!(%error, "cannot load the release without the canary");
+                    }
+                    if let Some(announcer) = self.announcer.get() {
+                        announcer.announce(release.number).await;
+                    }
+                    return Some(release.number);
+                }
+                Err(RegistryError::NoCandidate { .. } | RegistryError::Conflict(_)) => {}
+                Err(error) => tracing::warn!(%error, "cannot abort a failing canary"),
+            }
+        }
+        None
+    }
+
+    /// Records which release this process runs, and its candidates' numbers, for
+    /// `plugin status`.
+    pub async fn heartbeat(&self, instance: &str) {
+        let active = self.active();
+        for side in &self.sides {
+            let candidates = active
+                .chain(*side)
+                .and_then(|chain| chain.report(side_name(*side)))
+                .into_iter()
+                .collect();
+            if let Err(error) = self
+                .registry
+                .heartbeat(*side, instance, active.number(), candidates)
+                .await
+            {
                 tracing::debug!(%error, side = side_name(*side), "heartbeat not recorded");
             }
         }
@@ -297,21 +379,57 @@ impl Loader<'_> {
         Ok(active)
     }
 
-    async fn chain(&self, release: &Release, side: Side) -> Result<PluginChain, RegistryError> {
+    /// The release chain of `side`: the active chain, and the candidate's beside it.
+    async fn chain(&self, release: &Release, side: Side) -> Result<ReleaseChain, RegistryError> {
+        let released = release.side(side);
+        let active = self.plugin_chain(release, side, None).await?;
+        let Some(candidate) = &released.candidate else {
+            return Ok(ReleaseChain::fixed(active));
+        };
+        let corrupt = || RegistryError::Corrupt {
+            what: format!("release {}", release.number),
+            reason: format!(
+                "the {} candidate replaces {}, which the chain does not pin",
+                side_name(side),
+                candidate.plugin
+            ),
+        };
+        let active_version = released
+            .plugins
+            .get(&candidate.plugin)
+            .ok_or_else(corrupt)?
+            .version;
+        let tried = self.plugin_chain(release, side, Some(candidate)).await?;
+        Ok(ReleaseChain::with_trial(
+            active,
+            candidate.clone(),
+            active_version,
+            tried,
+        ))
+    }
+
+    /// The plugin chain of `side`, with `candidate` in place of its plugin when given.
+    async fn plugin_chain(
+        &self,
+        release: &Release,
+        side: Side,
+        candidate: Option<&Candidate>,
+    ) -> Result<PluginChain, RegistryError> {
         let released = release.side(side);
         let registry = PluginRegistry::new(self.engine.clone());
         let mut steps = Vec::with_capacity(released.chain.len());
         for name in &released.chain {
-            let plugin = released
-                .plugins
-                .get(name)
-                .ok_or_else(|| RegistryError::Corrupt {
-                    what: format!("release {}", release.number),
-                    reason: format!(
-                        "the {} chain names {name}, which it does not pin",
-                        side_name(side)
-                    ),
-                })?;
+            let plugin = match candidate {
+                Some(candidate) if &candidate.plugin == name => Some(&candidate.pinned),
+                _ => released.plugins.get(name),
+            };
+            let plugin = plugin.ok_or_else(|| RegistryError::Corrupt {
+                what: format!("release {}", release.number),
+                reason: format!(
+                    "the {} chain names {name}, which it does not pin",
+                    side_name(side)
+                ),
+            })?;
             let settings = plugin.settings();
             let compiled = self
                 .compiled(name, plugin.version, &settings.grants)

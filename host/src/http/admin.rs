@@ -11,7 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use plugin_engine::Side;
-use releases::{Publish, RegistryError, Release};
+use releases::{AbortPolicy, CandidateMode, Publish, RegistryError, Release, TrialSpec};
 use serde::Deserialize;
 
 use super::models::{PluginEntry, PluginsResponse, ReleasesResponse, StatusResponse, SwapResponse};
@@ -49,8 +49,10 @@ pub async fn require_token(
     Ok(next.run(request).await)
 }
 
-/// Which side a plugin operation is for, and whether a publish may add a plugin.
+/// Which side a plugin operation is for, whether a publish may add a plugin, and
+/// whether it is tried as a canary or a shadow first.
 #[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct PluginQuery {
     /// `host` (default) or `consumer`.
     #[serde(default)]
@@ -58,6 +60,50 @@ pub struct PluginQuery {
     /// Add the plugin at the end of the chain if the release does not have it.
     #[serde(default)]
     new: bool,
+    /// Run the candidate on this share of events (percent) beside the active version.
+    canary: Option<u8>,
+    /// Run the candidate as a shadow on this share of events (percent).
+    shadow: Option<u8>,
+    /// Canary: calls before it is judged (default 100).
+    min_calls: Option<u64>,
+    /// Canary: tolerated excess failure rate, in points (default 5).
+    max_failure_margin: Option<u8>,
+}
+
+impl PluginQuery {
+    /// The trial the query asks for, if any.
+    fn trial(&self) -> Result<Option<TrialSpec>, ApiError> {
+        let defaults = AbortPolicy::default();
+        let abort = AbortPolicy {
+            min_calls: self.min_calls.unwrap_or(defaults.min_calls),
+            max_failure_margin_percent: self
+                .max_failure_margin
+                .unwrap_or(defaults.max_failure_margin_percent),
+        };
+        let trial = |mode, percent: u8| {
+            if (1..=100).contains(&percent) {
+                Ok(Some(TrialSpec {
+                    mode,
+                    percent,
+                    abort,
+                }))
+            } else {
+                Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("a share of events is 1 to 100 percent, not {percent}"),
+                ))
+            }
+        };
+        match (self.canary, self.shadow) {
+            (None, None) => Ok(None),
+            (Some(percent), None) => trial(CandidateMode::Canary, percent),
+            (None, Some(percent)) => trial(CandidateMode::Shadow, percent),
+            (Some(_), Some(_)) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "a candidate is a canary or a shadow, not both",
+            )),
+        }
+    }
 }
 
 /// Which release a rollback goes to.
@@ -85,7 +131,13 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<PluginsResponse>
         .filter_map(|name| {
             let plugin = side.plugins.get(name)?;
             let size_bytes = chain
-                .and_then(|chain| chain.steps().iter().find(|step| &**step.name() == name))
+                .and_then(|chain| {
+                    chain
+                        .active()
+                        .steps()
+                        .iter()
+                        .find(|step| &**step.name() == name)
+                })
                 .map(|step| step.active().report().size_bytes)
                 .unwrap_or_default();
             let mut previous = Vec::new();
@@ -126,9 +178,54 @@ pub async fn publish(
             plugin: &name,
             component: &component,
             new: query.new,
+            trial: query.trial()?,
         })
         .await
         .map_err(registry_error)?;
+    announce(state.announcer.as_ref(), release.number).await;
+    Ok(Json(swap_response(&name, side, &before.release, &release)))
+}
+
+/// Makes the side's candidate for plugin `name` its active version, fleet-wide.
+pub async fn promote(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<PluginQuery>,
+) -> Result<Json<SwapResponse>, ApiError> {
+    end_trial(state, name, query, None).await
+}
+
+/// Drops the side's candidate for plugin `name`, fleet-wide.
+pub async fn abort(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<PluginQuery>,
+) -> Result<Json<SwapResponse>, ApiError> {
+    end_trial(state, name, query, Some("aborted by an operator")).await
+}
+
+async fn end_trial(
+    state: AppState,
+    name: String,
+    query: PluginQuery,
+    abort_reason: Option<&str>,
+) -> Result<Json<SwapResponse>, ApiError> {
+    let side = side(query.side.as_deref())?;
+    let before = state.releases.active();
+    let tried = before.release.side(side).candidate.as_ref();
+    if tried.is_none_or(|candidate| candidate.plugin != name) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("plugin {name} has no candidate in the current release"),
+        ));
+    }
+    let registry = state.releases.registry();
+    let release = match abort_reason {
+        Some(reason) => registry.abort(side, None, reason).await,
+        None => registry.promote(side).await,
+    }
+    .map_err(registry_error)?;
+    state.releases.refresh().await.map_err(registry_error)?;
     announce(state.announcer.as_ref(), release.number).await;
     Ok(Json(swap_response(&name, side, &before.release, &release)))
 }
@@ -228,9 +325,9 @@ fn swap_response(name: &str, side: Side, before: &Release, after: &Release) -> S
 
 fn registry_error(error: RegistryError) -> ApiError {
     let status = match &error {
-        RegistryError::UnknownPlugin { .. } | RegistryError::UnknownRelease(_) => {
-            StatusCode::NOT_FOUND
-        }
+        RegistryError::UnknownPlugin { .. }
+        | RegistryError::UnknownRelease(_)
+        | RegistryError::NoCandidate { .. } => StatusCode::NOT_FOUND,
         RegistryError::Conflict(_) => StatusCode::CONFLICT,
         RegistryError::Refused(plugin_engine::EngineError::TooLarge { .. }) => {
             StatusCode::PAYLOAD_TOO_LARGE

@@ -20,8 +20,8 @@ use axum::routing::{get, post, put};
 use contract::TrackingEvent;
 use core_data::RedisCoreData;
 use metrics_exporter_prometheus::PrometheusHandle;
-use plugin_engine::{Event, PluginChain, PluginRef, Side};
-use releases::ReleaseRuntime;
+use plugin_engine::{Event, PluginRef, Side};
+use releases::{ReleaseChain, ReleaseRuntime};
 use settings::Secret;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -61,6 +61,8 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
         .route("/admin/plugins", get(admin::list))
         .route("/admin/plugins/{name}", put(admin::publish))
         .route("/admin/plugins/{name}/rollback", post(admin::rollback))
+        .route("/admin/plugins/{name}/promote", post(admin::promote))
+        .route("/admin/plugins/{name}/abort", post(admin::abort))
         .route("/admin/releases", get(admin::releases))
         .route("/admin/releases/rollback", post(admin::rollback_release))
         .route("/admin/releases/status", get(admin::status))
@@ -181,7 +183,7 @@ impl From<StreamError> for ApiError {
 
 /// The host chain of the current release and the release number; a request keeps the
 /// chain it started with when a new release is swapped in meanwhile.
-pub fn host_chain(state: &AppState) -> (PluginChain, u64) {
+pub fn host_chain(state: &AppState) -> (ReleaseChain, u64) {
     let active = state.releases.active();
     // The host always loads its own side of every release.
     let chain = active

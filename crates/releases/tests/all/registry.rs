@@ -67,6 +67,7 @@ fn publish<'a>(plugin: &'a str, component: &'a [u8]) -> Publish<'a> {
         plugin,
         component,
         new: false,
+        trial: None,
     }
 }
 
@@ -213,10 +214,16 @@ async fn a_broken_or_over_privileged_or_unknown_candidate_is_refused_before_anyt
 async fn heartbeats_say_which_release_each_instance_runs() {
     let dir = tempfile::tempdir().expect("temp dir");
     for (name, registry) in registries(dir.path()).await {
-        registry.heartbeat(Side::Host, "task-a", 1).await.unwrap();
-        registry.heartbeat(Side::Host, "task-b", 1).await.unwrap();
         registry
-            .heartbeat(Side::Consumer, "lambda-1", 1)
+            .heartbeat(Side::Host, "task-a", 1, Vec::new())
+            .await
+            .unwrap();
+        registry
+            .heartbeat(Side::Host, "task-b", 1, Vec::new())
+            .await
+            .unwrap();
+        registry
+            .heartbeat(Side::Consumer, "lambda-1", 1, Vec::new())
             .await
             .unwrap();
         let status = registry

@@ -1,0 +1,327 @@
+//! A side's chain in a release, with its candidate: a canary takes its share of events
+//! (chosen by a hash of the event id, so a redelivered event takes the same path), a
+//! shadow runs beside the active chain on its share and only has its outcome compared.
+//! The live numbers feed the heartbeat and the automatic abort of a failing canary.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use plugin_engine::{ChainOutcome, Event, Outcome, PluginChain, PluginVersion};
+
+use crate::document::{Candidate, CandidateMode, CandidateReport, ShadowSample};
+
+/// Differing shadow outcomes kept for `plugin status`.
+const SHADOW_SAMPLES: usize = 10;
+
+/// The chain one side of a release runs: the active chain and, while a candidate is
+/// tried, the chain with the candidate in place of the active version.
+#[derive(Clone)]
+pub struct ReleaseChain {
+    active: PluginChain,
+    trial: Option<Arc<Trial>>,
+}
+
+/// A candidate under trial and what has been seen of it in this process.
+pub(crate) struct Trial {
+    candidate: Candidate,
+    active_version: PluginVersion,
+    chain: PluginChain,
+    active_calls: AtomicU64,
+    active_failures: AtomicU64,
+    candidate_calls: AtomicU64,
+    candidate_failures: AtomicU64,
+    mismatches: AtomicU64,
+    failed_where_active_succeeded: AtomicU64,
+    samples: Mutex<VecDeque<ShadowSample>>,
+}
+
+impl ReleaseChain {
+    /// A chain without a candidate (a pipeline file's chain, or a release's).
+    pub fn fixed(active: PluginChain) -> Self {
+        Self {
+            active,
+            trial: None,
+        }
+    }
+
+    /// The active chain tried against `candidate` (whose chain is `chain`).
+    pub(crate) fn with_trial(
+        active: PluginChain,
+        candidate: Candidate,
+        active_version: PluginVersion,
+        chain: PluginChain,
+    ) -> Self {
+        let trial = Trial {
+            candidate,
+            active_version,
+            chain,
+            active_calls: AtomicU64::new(0),
+            active_failures: AtomicU64::new(0),
+            candidate_calls: AtomicU64::new(0),
+            candidate_failures: AtomicU64::new(0),
+            mismatches: AtomicU64::new(0),
+            failed_where_active_succeeded: AtomicU64::new(0),
+            samples: Mutex::new(VecDeque::new()),
+        };
+        Self {
+            active,
+            trial: Some(Arc::new(trial)),
+        }
+    }
+
+    /// The active chain.
+    pub fn active(&self) -> &PluginChain {
+        &self.active
+    }
+
+    /// Instantiates every plugin of the active and the candidate chain once.
+    pub async fn warm_up(&self) -> Result<(), Outcome> {
+        self.active.warm_up().await?;
+        if let Some(trial) = &self.trial {
+            trial.chain.warm_up().await?;
+        }
+        Ok(())
+    }
+
+    /// Runs one event (see [`ReleaseChain::process`]).
+    pub async fn process_one(&self, event: Event) -> ChainOutcome {
+        let mut outcomes = self.process(vec![event]).await;
+        outcomes.pop().unwrap_or(ChainOutcome {
+            outcome: Outcome::Accepted(Vec::new()),
+            processed_by: Vec::new(),
+        })
+    }
+
+    /// Runs a batch; one outcome per input event, in order. A canary's share runs on the
+    /// candidate's chain; a shadow's share runs again on it in the background, and only
+    /// the comparison is kept.
+    pub async fn process(&self, events: Vec<Event>) -> Vec<ChainOutcome> {
+        let Some(trial) = &self.trial else {
+            return self.active.process(events).await;
+        };
+        match trial.candidate.mode {
+            CandidateMode::Canary => self.canary(trial, events).await,
+            CandidateMode::Shadow => self.shadow(trial, events).await,
+        }
+    }
+
+    async fn canary(&self, trial: &Trial, events: Vec<Event>) -> Vec<ChainOutcome> {
+        let percent = trial.candidate.percent;
+        let (mut canary_events, mut active_events) = (Vec::new(), Vec::new());
+        let mut to_canary = Vec::with_capacity(events.len());
+        for event in events {
+            let canary = takes_candidate_path(&event.id, percent);
+            to_canary.push(canary);
+            if canary {
+                canary_events.push(event);
+            } else {
+                active_events.push(event);
+            }
+        }
+        let (canary_outcomes, active_outcomes) = tokio::join!(
+            trial.chain.process(canary_events),
+            self.active.process(active_events)
+        );
+        trial.tally(&canary_outcomes, true);
+        trial.tally(&active_outcomes, false);
+        let (mut canary_outcomes, mut active_outcomes) =
+            (canary_outcomes.into_iter(), active_outcomes.into_iter());
+        to_canary
+            .into_iter()
+            .filter_map(|canary| {
+                if canary {
+                    canary_outcomes.next()
+                } else {
+                    active_outcomes.next()
+                }
+            })
+            .collect()
+    }
+
+    async fn shadow(&self, trial: &Arc<Trial>, events: Vec<Event>) -> Vec<ChainOutcome> {
+        let percent = trial.candidate.percent;
+        let shadowed: Vec<(usize, Event)> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, event)| takes_candidate_path(&event.id, percent))
+            .map(|(index, event)| (index, event.clone()))
+            .collect();
+        let outcomes = self.active.process(events).await;
+        trial.tally(&outcomes, false);
+        if !shadowed.is_empty() {
+            let expected: Vec<ChainOutcome> = shadowed
+                .iter()
+                .map(|(index, _)| outcomes[*index].clone())
+                .collect();
+            let trial = trial.clone();
+            tokio::spawn(async move {
+                let (ids, inputs): (Vec<String>, Vec<Event>) = shadowed
+                    .into_iter()
+                    .map(|(_, event)| (event.id.clone(), event))
+                    .unzip();
+                let candidate = trial.chain.process(inputs).await;
+                trial.compare(&ids, &expected, &candidate);
+            });
+        }
+        outcomes
+    }
+
+    /// The candidate's live numbers in this process, for the heartbeat, with its side.
+    pub fn report(&self, side: &str) -> Option<CandidateReport> {
+        let trial = self.trial.as_ref()?;
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        Some(CandidateReport {
+            side: side.to_owned(),
+            plugin: trial.candidate.plugin.clone(),
+            version: trial.candidate.pinned.version,
+            mode: trial.candidate.mode,
+            active_calls: read(&trial.active_calls),
+            active_failures: read(&trial.active_failures),
+            candidate_calls: read(&trial.candidate_calls),
+            candidate_failures: read(&trial.candidate_failures),
+            mismatches: read(&trial.mismatches),
+            failed_where_active_succeeded: read(&trial.failed_where_active_succeeded),
+            samples: trial
+                .samples
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .cloned()
+                .collect(),
+        })
+    }
+
+    /// Why this process's canary should be aborted, if it should: it made enough calls
+    /// and fails more than the active version by more than the allowed margin.
+    pub fn canary_verdict(&self) -> Option<String> {
+        let trial = self.trial.as_ref()?;
+        if trial.candidate.mode != CandidateMode::Canary {
+            return None;
+        }
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let (calls, failures) = (
+            read(&trial.candidate_calls),
+            read(&trial.candidate_failures),
+        );
+        let (active_calls, active_failures) =
+            (read(&trial.active_calls), read(&trial.active_failures));
+        if calls < trial.candidate.abort.min_calls {
+            return None;
+        }
+        let rate = |failures: u64, calls: u64| {
+            if calls == 0 {
+                0.0
+            } else {
+                failures as f64 * 100.0 / calls as f64
+            }
+        };
+        let (candidate_rate, active_rate) =
+            (rate(failures, calls), rate(active_failures, active_calls));
+        let margin = f64::from(trial.candidate.abort.max_failure_margin_percent);
+        (candidate_rate > active_rate + margin).then(|| {
+            format!(
+                "canary {} {} failed {failures} of {calls} calls ({candidate_rate:.1} %) against \
+                 {active_failures} of {active_calls} ({active_rate:.1} %) for {}, over the {margin} point margin",
+                trial.candidate.plugin,
+                trial.candidate.pinned.version.short(),
+                trial.active_version.short()
+            )
+        })
+    }
+}
+
+impl Trial {
+    /// Counts the calls to the tried plugin among `outcomes` and its failures.
+    fn tally(&self, outcomes: &[ChainOutcome], candidate: bool) {
+        let plugin = self.candidate.plugin.as_str();
+        let (mut calls, mut failures) = (0, 0);
+        for outcome in outcomes {
+            if !outcome
+                .processed_by
+                .iter()
+                .any(|step| &*step.name == plugin)
+            {
+                continue;
+            }
+            calls += 1;
+            if let Outcome::Failed { by, .. } | Outcome::Retry { by, .. } = &outcome.outcome
+                && &*by.name == plugin
+            {
+                failures += 1;
+            }
+        }
+        let (call_counter, failure_counter) = if candidate {
+            (&self.candidate_calls, &self.candidate_failures)
+        } else {
+            (&self.active_calls, &self.active_failures)
+        };
+        call_counter.fetch_add(calls, Ordering::Relaxed);
+        failure_counter.fetch_add(failures, Ordering::Relaxed);
+    }
+
+    /// Compares a shadow's outcomes with the active ones, event by event.
+    fn compare(&self, ids: &[String], active: &[ChainOutcome], candidate: &[ChainOutcome]) {
+        self.tally(candidate, true);
+        for ((id, active), candidate) in ids.iter().zip(active).zip(candidate) {
+            let (expected, seen) = (summary(&active.outcome), summary(&candidate.outcome));
+            if expected == seen {
+                continue;
+            }
+            self.mismatches.fetch_add(1, Ordering::Relaxed);
+            let candidate_failed = matches!(
+                candidate.outcome,
+                Outcome::Failed { .. } | Outcome::Retry { .. }
+            );
+            if candidate_failed && matches!(active.outcome, Outcome::Accepted(_)) {
+                self.failed_where_active_succeeded
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            let mut samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+            if samples.len() == SHADOW_SAMPLES {
+                samples.pop_front();
+            }
+            samples.push_back(ShadowSample {
+                event_id: id.clone(),
+                active: expected,
+                candidate: seen,
+            });
+        }
+    }
+}
+
+/// An outcome without the plugin versions that produced it: what a shadow must match.
+fn summary(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Accepted(events) => format!("accepted {events:?}"),
+        Outcome::Rejected { by, reason } => format!("rejected by {}: {reason}", by.name),
+        Outcome::Retry { by, reason } => format!("retry from {}: {reason}", by.name),
+        Outcome::Failed { by, failure } => format!("failed in {}: {}", by.name, failure.kind()),
+    }
+}
+
+/// Whether event `id` takes the candidate's path at `percent`: FNV-1a of the id, so the
+/// same event takes the same path in every process and on every redelivery.
+pub fn takes_candidate_path(id: &str, percent: u8) -> bool {
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    hash % 100 < u64::from(percent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ten_percent_of_event_ids_take_the_canary_path_and_always_the_same_ones() {
+        let ids: Vec<String> = (0..10_000).map(|n| format!("msg-{n}")).collect();
+        let chosen = ids.iter().filter(|id| takes_candidate_path(id, 10)).count();
+        assert!((800..=1_200).contains(&chosen), "{chosen} of 10 000");
+        for id in &ids {
+            assert_eq!(takes_candidate_path(id, 10), takes_candidate_path(id, 10));
+        }
+        assert!(ids.iter().all(|id| !takes_candidate_path(id, 0)));
+        assert!(ids.iter().all(|id| takes_candidate_path(id, 100)));
+    }
+}

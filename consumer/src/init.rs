@@ -11,7 +11,7 @@ use plugin_engine::{
     CoreDataLookup, EngineConfig, EngineError, LoadOrigin, PipelineFile, PluginChain, PluginEngine,
     PluginRegistry, PluginVersion, Side,
 };
-use releases::{RegistryError, ReleaseRegistry, ReleaseRuntime};
+use releases::{LocalStore, RegistryError, ReleaseRegistry, ReleaseRuntime};
 
 use crate::releases::{DEFAULT_CHECK_EVERY, RegistryChains};
 
@@ -127,6 +127,10 @@ pub async fn registry_chains(
 ) -> Result<(RegistryChains, InitReport), InitError> {
     let started = Instant::now();
     let pipeline = PipelineFile::load(pipeline_path)?;
+    let mirror = artifact_cache_dir
+        .as_ref()
+        .map(|dir| LocalStore::open(&dir.join("release-cache")))
+        .transpose()?;
     let engine = consumer_engine(&pipeline, artifact_cache_dir)?;
     let runtime = ReleaseRuntime::start(
         registry,
@@ -134,6 +138,7 @@ pub async fn registry_chains(
         core_data,
         &[Side::Consumer],
         Some(&pipeline),
+        mirror,
     )
     .await?;
     let active = runtime.active();

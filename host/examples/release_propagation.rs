@@ -66,6 +66,7 @@ async fn main() {
         Arc::new(NoCoreData),
         &[Side::Consumer],
         None,
+        None,
     )
     .await
     .expect("the consumer loads the current release");

@@ -17,7 +17,7 @@ use core_data::{CoreDataStore, CoreDataUpdates, InProcessCoreData, RedisCoreData
 use embedded_log::EmbeddedLog;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use plugin_engine::{EngineConfig, PipelineFile, PluginEngine, Side};
-use releases::ReleaseRuntime;
+use releases::{LocalStore, ReleaseRuntime};
 use tokio::net::TcpListener;
 
 use crate::announce::RedisAnnouncer;
@@ -105,9 +105,17 @@ async fn start_releases(
         &[Side::Host]
     };
     let lookup = Arc::new(core_data.cache.clone());
-    let releases = ReleaseRuntime::start(registry, engine, lookup, sides, Some(&pipeline))
-        .await
-        .context("cannot load the current plugin release")?;
+    let mirror = LocalStore::open(&config.data_dir.join("release-cache"))?;
+    let releases = ReleaseRuntime::start(
+        registry,
+        engine,
+        lookup,
+        sides,
+        Some(&pipeline),
+        Some(mirror),
+    )
+    .await
+    .context("cannot load the current plugin release")?;
     let instance = releases::instance_id();
     releases.heartbeat(&instance).await;
     let announcements = core_data

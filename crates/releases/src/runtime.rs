@@ -10,12 +10,15 @@ use plugin_engine::{
     CompiledPlugin, CoreDataLookup, Grant, PipelineFile, PluginChain, PluginEngine, PluginRegistry,
     PluginSettings, PluginVersion, Side,
 };
+use retry_policy::Classify;
 use tokio::sync::mpsc;
 
 use crate::document::{Candidate, Release, side_name};
 use crate::error::RegistryError;
+use crate::local::LocalStore;
 use crate::registry::{Publish, ReleaseRegistry, compile};
 use crate::routing::ReleaseChain;
+use crate::store::RegistryStore;
 
 /// How often a process judges its running canaries.
 const CANARY_CHECK: Duration = Duration::from_secs(1);
@@ -67,34 +70,49 @@ pub struct ReleaseRuntime {
     last_check: tokio::sync::Mutex<Instant>,
     last_error: Mutex<Option<String>>,
     announcer: OnceLock<Arc<dyn Announcer>>,
+    mirror: Option<LocalStore>,
 }
 
 impl ReleaseRuntime {
     /// Loads the current release for `sides` (after seeding an empty registry from
-    /// `seed`, when given).
+    /// `seed`, when given). Every release loaded is also kept in `mirror`, a local
+    /// directory: when the registry cannot be reached at start, the process starts on the
+    /// release it ran last (reported until the registry answers again); with no mirrored
+    /// release it fails with the registry's error.
     pub async fn start(
         registry: ReleaseRegistry,
         engine: PluginEngine,
         core_data: Arc<dyn CoreDataLookup>,
         sides: &[Side],
         seed: Option<&PipelineFile>,
+        mirror: Option<LocalStore>,
     ) -> Result<Arc<Self>, RegistryError> {
-        if let Some(pipeline) = seed {
-            registry.seed(pipeline).await?;
-        }
-        let pointer = registry
-            .store()
-            .current()
-            .await?
-            .ok_or(RegistryError::Empty)?;
-        let release = registry.store().release(pointer.release).await?;
+        let (source, release, generation, unreachable) = match current_release(&registry, seed)
+            .await
+        {
+            Ok((release, generation)) => (registry.clone(), release, generation, None),
+            Err(error) if error.kind().is_retryable() => {
+                let Some(mirror) = &mirror else {
+                    return Err(error);
+                };
+                let mirrored = ReleaseRegistry::new(Arc::new(mirror.clone()));
+                let Some(release) = mirrored.current().await? else {
+                    return Err(error);
+                };
+                tracing::warn!(%error, release = release.number, "the plugin registry is unreachable; starting on the last release this process ran");
+                // Generation 0: whatever the registry says once it answers is newer.
+                (mirrored, release, 0, Some(error.to_string()))
+            }
+            Err(error) => return Err(error),
+        };
         let loader = Loader {
-            registry: &registry,
+            registry: &source,
             engine: &engine,
             core_data: &core_data,
             compiled: &Mutex::default(),
+            mirror: mirror.as_ref(),
         };
-        let active = loader.load(release, pointer.generation, sides).await?;
+        let active = loader.load(release, generation, sides).await?;
         let compiled = loader
             .compiled
             .lock()
@@ -109,8 +127,9 @@ impl ReleaseRuntime {
             compiled: Mutex::new(compiled),
             active: ArcSwap::from_pointee(active),
             last_check: tokio::sync::Mutex::new(Instant::now()),
-            last_error: Mutex::new(None),
+            last_error: Mutex::new(unreachable),
             announcer: OnceLock::new(),
+            mirror,
         }))
     }
 
@@ -152,6 +171,13 @@ impl ReleaseRuntime {
             Some(tried) if candidate.trial.is_some() => &tried.pinned,
             _ => &side.plugins[candidate.plugin],
         };
+        if let Some(mirror) = &self.mirror
+            && let Err(error) = mirror
+                .put_component(pinned.version, candidate.component)
+                .await
+        {
+            tracing::warn!(%error, "cannot keep a component in the local release mirror");
+        }
         // The compiled candidate is reused under its own version, not compiled again.
         if pinned.version == compiled.version() {
             self.compiled
@@ -307,6 +333,7 @@ impl ReleaseRuntime {
             engine: &self.engine,
             core_data: &self.core_data,
             compiled: &self.compiled,
+            mirror: self.mirror.as_ref(),
         };
         let loaded = loader
             .load(release, pointer.generation, &self.sides)
@@ -348,6 +375,7 @@ struct Loader<'a> {
     engine: &'a PluginEngine,
     core_data: &'a Arc<dyn CoreDataLookup>,
     compiled: &'a Mutex<HashMap<(PluginVersion, BTreeSet<Grant>), CompiledPlugin>>,
+    mirror: Option<&'a LocalStore>,
 }
 
 impl Loader<'_> {
@@ -375,6 +403,9 @@ impl Loader<'_> {
                 Side::Host => active.host = Some(chain),
                 Side::Consumer => active.consumer = Some(chain),
             }
+        }
+        if let Some(mirror) = self.mirror {
+            keep_in_mirror(mirror, &active.release).await;
         }
         Ok(active)
     }
@@ -459,6 +490,11 @@ impl Loader<'_> {
             return Ok(compiled.clone());
         }
         let bytes = self.registry.store().component(version).await?;
+        if let Some(mirror) = self.mirror
+            && let Err(error) = mirror.put_component(version, &bytes).await
+        {
+            tracing::warn!(%error, "cannot keep a component in the local release mirror");
+        }
         let settings = PluginSettings {
             grants: grants.clone(),
             ..PluginSettings::default()
@@ -469,5 +505,40 @@ impl Loader<'_> {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(key, compiled.clone());
         Ok(compiled)
+    }
+}
+
+/// The current release of `registry` (seeded from `seed` when empty) and its generation.
+async fn current_release(
+    registry: &ReleaseRegistry,
+    seed: Option<&PipelineFile>,
+) -> Result<(Release, u64), RegistryError> {
+    if let Some(pipeline) = seed {
+        registry.seed(pipeline).await?;
+    }
+    let pointer = registry
+        .store()
+        .current()
+        .await?
+        .ok_or(RegistryError::Empty)?;
+    let release = registry.store().release(pointer.release).await?;
+    Ok((release, pointer.generation))
+}
+
+/// Makes `release` the current one of the local mirror (its components are already there).
+async fn keep_in_mirror(mirror: &LocalStore, release: &Release) {
+    let kept = async {
+        match mirror.create_release(release).await {
+            Ok(()) | Err(RegistryError::Conflict(_)) => {}
+            Err(error) => return Err(error),
+        }
+        let current = mirror.current().await?;
+        mirror
+            .move_current(current.as_ref(), release.number)
+            .await?;
+        Ok::<(), RegistryError>(())
+    };
+    if let Err(error) = kept.await {
+        tracing::warn!(%error, release = release.number, "cannot keep the release in the local mirror");
     }
 }

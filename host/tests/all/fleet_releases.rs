@@ -153,6 +153,7 @@ async fn a_publish_reaches_both_hosts_and_the_consumer_under_load_without_a_fail
         Arc::new(NoCoreData),
         &[Side::Consumer],
         None,
+        None,
     )
     .await
     .expect("the consumer loads the current release");
@@ -368,4 +369,69 @@ async fn a_corrupt_release_leaves_the_host_serving_and_degraded() {
     );
     let (status, body) = host.get("/event/212313").await;
     assert_eq!(status, 200, "the running release keeps serving: {body}");
+}
+
+#[tokio::test]
+async fn a_host_that_cannot_reach_the_registry_starts_on_the_release_it_ran_last() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pipeline = write_pipeline(dir.path(), PIPELINE);
+    let bucket = test_support::unique("mirror").to_lowercase();
+    create_bucket(&bucket).await;
+    let data_dir = dir.path().join("data");
+    let s3_endpoint = service_env("S3_ENDPOINT_URL");
+    let pipeline = pipeline.to_str().expect("utf-8 path");
+    let data = data_dir.to_str().expect("utf-8 path");
+    let mut first = start_host(&[
+        ("PIPELINE_FILE", pipeline),
+        ("DATA_DIR", data),
+        ("PLUGIN_BUCKET", &bucket),
+        ("S3_ENDPOINT_URL", &s3_endpoint),
+    ])
+    .await;
+    let response = first
+        .client
+        .put(first.at("/admin/plugins/tagger"))
+        .bearer_auth(ADMIN_TOKEN)
+        .body(std::fs::read(plugin_path("validate-tracking")).expect("component"))
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(response.status(), 200);
+    assert!(first.terminate().success());
+
+    // Nothing listens on port 1: the registry is unreachable.
+    let unreachable = [
+        ("PIPELINE_FILE", pipeline),
+        ("PLUGIN_BUCKET", bucket.as_str()),
+        ("S3_ENDPOINT_URL", "http://127.0.0.1:1"),
+    ];
+    let mut env = unreachable.to_vec();
+    env.push(("DATA_DIR", data));
+    let second = start_host(&env).await;
+    let (_, health) = second.get("/health/check").await;
+    assert_eq!(health["release"]["number"], 2, "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    second.get("/cache/fill").await;
+    let (status, body) = second.get("/event/212313").await;
+    assert_eq!(
+        (status, &body["valid"]),
+        (200, &serde_json::json!(true)),
+        "{body}"
+    );
+
+    // Without a release it ran before, a host fails at start and says why.
+    let fresh = tempfile::tempdir().expect("temp dir");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_adtrack-host"))
+        .arg("serve")
+        .envs(unreachable)
+        .env("DATA_DIR", fresh.path())
+        .env("LISTEN_ADDR", format!("127.0.0.1:{}", free_port()))
+        .output()
+        .expect("adtrack-host runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot load the current plugin release"),
+        "{stderr}"
+    );
 }

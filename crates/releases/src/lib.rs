@@ -31,7 +31,7 @@ pub use document::{
 pub use error::RegistryError;
 pub use local::LocalStore;
 pub use registry::{Publish, ReleaseRegistry, Status, TrialSpec};
-pub use routing::{ReleaseChain, takes_candidate_path};
+pub use routing::{ReleaseChain, TrialCounts, canary_verdict, takes_candidate_path};
 pub use runtime::{ActiveRelease, Announcer, ReleaseRuntime, instance_id};
 #[cfg(feature = "s3")]
 pub use s3::S3Store;

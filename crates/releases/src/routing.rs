@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use plugin_engine::{ChainOutcome, Event, Outcome, PluginChain, PluginVersion};
 
-use crate::document::{Candidate, CandidateMode, CandidateReport, ShadowSample};
+use crate::document::{AbortPolicy, Candidate, CandidateMode, CandidateReport, ShadowSample};
 
 /// Differing shadow outcomes kept for `plugin status`.
 const SHADOW_SAMPLES: usize = 10;
@@ -31,6 +31,7 @@ pub(crate) struct Trial {
     active_failures: AtomicU64,
     candidate_calls: AtomicU64,
     candidate_failures: AtomicU64,
+    candidate_timeouts: AtomicU64,
     mismatches: AtomicU64,
     failed_where_active_succeeded: AtomicU64,
     samples: Mutex<VecDeque<ShadowSample>>,
@@ -60,6 +61,7 @@ impl ReleaseChain {
             active_failures: AtomicU64::new(0),
             candidate_calls: AtomicU64::new(0),
             candidate_failures: AtomicU64::new(0),
+            candidate_timeouts: AtomicU64::new(0),
             mismatches: AtomicU64::new(0),
             failed_where_active_succeeded: AtomicU64::new(0),
             samples: Mutex::new(VecDeque::new()),
@@ -192,37 +194,23 @@ impl ReleaseChain {
         })
     }
 
-    /// Why this process's canary should be aborted, if it should: it made enough calls
-    /// and fails more than the active version by more than the allowed margin.
+    /// Why this process's canary should be aborted, if it should (see [`canary_verdict`]).
     pub fn canary_verdict(&self) -> Option<String> {
         let trial = self.trial.as_ref()?;
         if trial.candidate.mode != CandidateMode::Canary {
             return None;
         }
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let (calls, failures) = (
-            read(&trial.candidate_calls),
-            read(&trial.candidate_failures),
-        );
-        let (active_calls, active_failures) =
-            (read(&trial.active_calls), read(&trial.active_failures));
-        if calls < trial.candidate.abort.min_calls {
-            return None;
-        }
-        let rate = |failures: u64, calls: u64| {
-            if calls == 0 {
-                0.0
-            } else {
-                failures as f64 * 100.0 / calls as f64
-            }
+        let counts = TrialCounts {
+            calls: read(&trial.candidate_calls),
+            failures: read(&trial.candidate_failures),
+            timeouts: read(&trial.candidate_timeouts),
+            active_calls: read(&trial.active_calls),
+            active_failures: read(&trial.active_failures),
         };
-        let (candidate_rate, active_rate) =
-            (rate(failures, calls), rate(active_failures, active_calls));
-        let margin = f64::from(trial.candidate.abort.max_failure_margin_percent);
-        (candidate_rate > active_rate + margin).then(|| {
+        canary_verdict(counts, trial.candidate.abort).map(|reason| {
             format!(
-                "canary {} {} failed {failures} of {calls} calls ({candidate_rate:.1} %) against \
-                 {active_failures} of {active_calls} ({active_rate:.1} %) for {}, over the {margin} point margin",
+                "canary {} {} against {}: {reason}",
                 trial.candidate.plugin,
                 trial.candidate.pinned.version.short(),
                 trial.active_version.short()
@@ -231,11 +219,57 @@ impl ReleaseChain {
     }
 }
 
+/// What a process has seen of a canary and of the active version beside it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrialCounts {
+    /// Calls the canary made.
+    pub calls: u64,
+    /// Of those, failed or asked for a retry.
+    pub failures: u64,
+    /// Of those, ran out of time.
+    pub timeouts: u64,
+    /// Calls the active version made.
+    pub active_calls: u64,
+    /// Of those, failed or asked for a retry.
+    pub active_failures: u64,
+}
+
+/// Why a canary should be aborted under `policy`, once it has made enough calls: its
+/// failure rate exceeds the active version's by more than the margin, or more than 1 % of
+/// its calls ran into their time limit (its p99 call time reached the limit).
+pub fn canary_verdict(counts: TrialCounts, policy: AbortPolicy) -> Option<String> {
+    if counts.calls < policy.min_calls.max(1) {
+        return None;
+    }
+    let rate = |failures: u64, calls: u64| {
+        if calls == 0 {
+            0.0
+        } else {
+            failures as f64 * 100.0 / calls as f64
+        }
+    };
+    let candidate_rate = rate(counts.failures, counts.calls);
+    let active_rate = rate(counts.active_failures, counts.active_calls);
+    let margin = f64::from(policy.max_failure_margin_percent);
+    if candidate_rate > active_rate + margin {
+        return Some(format!(
+            "failed {} of {} calls ({candidate_rate:.1} %) against {} of {} ({active_rate:.1} %), over the {margin} point margin",
+            counts.failures, counts.calls, counts.active_failures, counts.active_calls
+        ));
+    }
+    (counts.timeouts * 100 > counts.calls).then(|| {
+        format!(
+            "its p99 call time reached its time limit: {} of {} calls timed out",
+            counts.timeouts, counts.calls
+        )
+    })
+}
+
 impl Trial {
     /// Counts the calls to the tried plugin among `outcomes` and its failures.
     fn tally(&self, outcomes: &[ChainOutcome], candidate: bool) {
         let plugin = self.candidate.plugin.as_str();
-        let (mut calls, mut failures) = (0, 0);
+        let (mut calls, mut failures, mut timeouts) = (0, 0, 0);
         for outcome in outcomes {
             if !outcome
                 .processed_by
@@ -245,10 +279,13 @@ impl Trial {
                 continue;
             }
             calls += 1;
-            if let Outcome::Failed { by, .. } | Outcome::Retry { by, .. } = &outcome.outcome
-                && &*by.name == plugin
-            {
-                failures += 1;
+            match &outcome.outcome {
+                Outcome::Failed { by, failure } if &*by.name == plugin => {
+                    failures += 1;
+                    timeouts += u64::from(failure.kind() == "timeout");
+                }
+                Outcome::Retry { by, .. } if &*by.name == plugin => failures += 1,
+                _ => {}
             }
         }
         let (call_counter, failure_counter) = if candidate {
@@ -258,6 +295,10 @@ impl Trial {
         };
         call_counter.fetch_add(calls, Ordering::Relaxed);
         failure_counter.fetch_add(failures, Ordering::Relaxed);
+        if candidate {
+            self.candidate_timeouts
+                .fetch_add(timeouts, Ordering::Relaxed);
+        }
     }
 
     /// Compares a shadow's outcomes with the active ones, event by event.
@@ -323,5 +364,45 @@ mod tests {
         }
         assert!(ids.iter().all(|id| !takes_candidate_path(id, 0)));
         assert!(ids.iter().all(|id| takes_candidate_path(id, 100)));
+    }
+
+    fn counts(calls: u64, failures: u64, timeouts: u64, active: (u64, u64)) -> TrialCounts {
+        TrialCounts {
+            calls,
+            failures,
+            timeouts,
+            active_calls: active.0,
+            active_failures: active.1,
+        }
+    }
+
+    #[test]
+    fn a_canary_is_judged_only_after_its_minimum_calls() {
+        let policy = AbortPolicy::default();
+        assert_eq!(canary_verdict(counts(99, 99, 0, (100, 0)), policy), None);
+        assert!(canary_verdict(counts(100, 99, 0, (100, 0)), policy).is_some());
+    }
+
+    #[test]
+    fn a_canary_is_aborted_when_it_fails_more_than_the_margin_over_the_active_version() {
+        let policy = AbortPolicy::default();
+        // 10 % against 6 %: within 5 points.
+        assert_eq!(canary_verdict(counts(100, 10, 0, (100, 6)), policy), None);
+        // 12 % against 6 %: over.
+        let reason = canary_verdict(counts(100, 12, 0, (100, 6)), policy).unwrap();
+        assert!(reason.contains("failed 12 of 100 calls"), "{reason}");
+    }
+
+    #[test]
+    fn a_canary_whose_p99_call_time_reaches_its_limit_is_aborted() {
+        // 2 timeouts in 100 calls fail less than the margin, but more than 1 % of calls
+        // reached the time limit.
+        let policy = AbortPolicy {
+            min_calls: 100,
+            max_failure_margin_percent: 50,
+        };
+        let reason = canary_verdict(counts(100, 2, 2, (100, 0)), policy).unwrap();
+        assert!(reason.contains("p99"), "{reason}");
+        assert_eq!(canary_verdict(counts(100, 1, 1, (100, 0)), policy), None);
     }
 }

@@ -44,7 +44,7 @@ async fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let pipeline = write_pipeline(dir.path(), PIPELINE);
     let bucket = unique("propagation").to_lowercase();
-    create_bucket(&bucket, &s3_endpoint).await;
+    test_support::create_bucket(&bucket).await;
     let env = [
         ("PIPELINE_FILE", pipeline.to_str().expect("utf-8 path")),
         ("PLUGIN_BUCKET", bucket.as_str()),
@@ -90,8 +90,8 @@ async fn main() {
         let release = release["release"].as_u64().expect("release number");
         let answered = sent.elapsed();
         let (first, second, consumer_seen) = tokio::join!(
-            until(|| async { release_of(&hosts[0]).await == release }),
-            until(|| async { release_of(&hosts[1]).await == release }),
+            until(|| async { hosts[0].release().await == release }),
+            until(|| async { hosts[1].release().await == release }),
             until(|| async { consumer.next_batch().await.release == release }),
         );
         let last_host = first.max(second) - sent;
@@ -136,25 +136,6 @@ where
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     Instant::now()
-}
-
-async fn release_of(host: &Host) -> u64 {
-    let (_, health) = host.get("/health/check").await;
-    health["release"]["number"].as_u64().unwrap_or_default()
-}
-
-async fn create_bucket(bucket: &str, endpoint: &str) {
-    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let config = aws_sdk_s3::config::Builder::from(&shared)
-        .endpoint_url(endpoint)
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-        .create_bucket()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("CreateBucket on moto");
 }
 
 fn ms(duration: Duration) -> f64 {

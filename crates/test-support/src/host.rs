@@ -89,6 +89,12 @@ impl Host {
         )
     }
 
+    /// The plugin release the host runs, from `/health/check` (0 if it cannot say).
+    pub async fn release(&self) -> u64 {
+        let (_, health) = self.get("/health/check").await;
+        health["release"]["number"].as_u64().unwrap_or_default()
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let status = Command::new("kill")

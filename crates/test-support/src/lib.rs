@@ -67,6 +67,22 @@ pub fn service_env(name: &str) -> String {
     })
 }
 
+/// Creates `bucket` in the S3 emulator at `S3_ENDPOINT_URL` (moto); panics if it cannot.
+pub async fn create_bucket(bucket: &str) {
+    let endpoint = service_env("S3_ENDPOINT_URL");
+    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = aws_sdk_s3::config::Builder::from(&shared)
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("CreateBucket on the S3 emulator");
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

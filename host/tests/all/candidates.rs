@@ -86,11 +86,6 @@ fn tagger_versions(body: &str, ids: &[String]) -> BTreeMap<String, String> {
         .collect()
 }
 
-async fn release_of(host: &Host) -> u64 {
-    let (_, health) = host.get("/health/check").await;
-    health["release"]["number"].as_u64().unwrap_or_default()
-}
-
 #[tokio::test]
 async fn a_canary_serves_its_share_and_an_event_always_takes_the_same_path() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -169,7 +164,7 @@ async fn a_canary_that_traps_on_half_its_calls_is_aborted_fleet_wide_and_then_ge
     let pipeline = write_pipeline(dir.path(), PIPELINE);
     let bucket = test_support::unique("canary").to_lowercase();
     let s3_endpoint = service_env("S3_ENDPOINT_URL");
-    create_bucket(&bucket, &s3_endpoint).await;
+    test_support::create_bucket(&bucket).await;
     let redis_url = service_env("REDIS_URL");
     let env = [
         ("PIPELINE_FILE", pipeline.to_str().expect("utf-8 path")),
@@ -201,7 +196,7 @@ async fn a_canary_that_traps_on_half_its_calls_is_aborted_fleet_wide_and_then_ge
             post_events(host, &events).await;
         }
         round += 1;
-        let (first, second) = (release_of(&hosts[0]).await, release_of(&hosts[1]).await);
+        let (first, second) = (hosts[0].release().await, hosts[1].release().await);
         if first > canary_release && second == first {
             break;
         }
@@ -335,18 +330,4 @@ async fn a_shadow_changes_no_response_or_record_and_counts_where_it_differs() {
         after.host_release = before.host_release;
         assert_eq!(before.to_bytes(), after.to_bytes());
     }
-}
-
-async fn create_bucket(bucket: &str, endpoint: &str) {
-    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let config = aws_sdk_s3::config::Builder::from(&shared)
-        .endpoint_url(endpoint)
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-        .create_bucket()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("CreateBucket on moto");
 }

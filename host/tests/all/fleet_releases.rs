@@ -13,7 +13,6 @@ use adtrack_consumer::aws::kinesis_poller::KinesisPoller;
 use adtrack_consumer::dead_letter::LoggedDeadLetters;
 use adtrack_consumer::releases::RegistryChains;
 use adtrack_consumer::store::EmbeddedStore;
-use aws_sdk_kinesis::types::StreamStatus;
 use core_data::NoCoreDataUpdates;
 use plugin_engine::{EngineConfig, NoCoreData, PluginEngine, Side};
 use releases::{ReleaseRegistry, ReleaseRuntime, S3Store};
@@ -35,61 +34,9 @@ host = ["enrich", "tagger"]
 consumer = ["checker"]
 "#;
 
-async fn aws_config(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .load()
-        .await
-}
-
-async fn create_bucket(bucket: &str) {
-    let endpoint = service_env("S3_ENDPOINT_URL");
-    let config = aws_sdk_s3::config::Builder::from(&aws_config(&endpoint).await)
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-        .create_bucket()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("CreateBucket on moto");
-}
-
-async fn create_stream(client: &aws_sdk_kinesis::Client, name: &str) {
-    client
-        .create_stream()
-        .stream_name(name)
-        .shard_count(1)
-        .send()
-        .await
-        .expect("CreateStream on kinesalite");
-    for _ in 0..100 {
-        let summary = client
-            .describe_stream_summary()
-            .stream_name(name)
-            .send()
-            .await
-            .expect("DescribeStreamSummary");
-        if summary
-            .stream_description_summary()
-            .map(|s| s.stream_status())
-            == Some(&StreamStatus::Active)
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("stream {name} never became active");
-}
-
-async fn release_of(host: &Host) -> u64 {
-    let (_, health) = host.get("/health/check").await;
-    health["release"]["number"].as_u64().unwrap_or_default()
-}
-
 async fn wait_for_release(host: &Host, release: u64, within: Duration) -> Duration {
     let started = Instant::now();
-    while release_of(host).await != release {
+    while host.release().await != release {
         assert!(
             started.elapsed() < within,
             "the host did not reach release {release} within {within:?}"
@@ -116,11 +63,11 @@ async fn a_publish_reaches_both_hosts_and_the_consumer_under_load_without_a_fail
     let dir = tempfile::tempdir().expect("temp dir");
     let pipeline = write_pipeline(dir.path(), PIPELINE);
     let bucket = test_support::unique("fleet").to_lowercase();
-    create_bucket(&bucket).await;
+    test_support::create_bucket(&bucket).await;
     let kinesis_endpoint = service_env("KINESIS_ENDPOINT_URL");
-    let kinesis = aws_sdk_kinesis::Client::new(&aws_config(&kinesis_endpoint).await);
+    let kinesis = kinesis_client().await;
     let stream = test_support::unique("fleet-events");
-    create_stream(&kinesis, &stream).await;
+    create_stream(&kinesis, &stream, 1).await;
     let s3_endpoint = service_env("S3_ENDPOINT_URL");
     let redis_url = service_env("REDIS_URL");
     let env = [
@@ -135,10 +82,7 @@ async fn a_publish_reaches_both_hosts_and_the_consumer_under_load_without_a_fail
     ];
     let first = Arc::new(start_host(&env).await);
     let second = Arc::new(start_host(&env).await);
-    assert_eq!(
-        (release_of(&first).await, release_of(&second).await),
-        (1, 1)
-    );
+    assert_eq!((first.release().await, second.release().await), (1, 1));
     first.get("/cache/fill").await;
 
     // The consumer: the Kinesis poller over the same registry, checking it every batch.
@@ -255,7 +199,7 @@ async fn a_publish_reaches_both_hosts_and_the_consumer_under_load_without_a_fail
 
     // A host started after the publish comes up on it.
     let third = start_host(&env).await;
-    assert_eq!(release_of(&third).await, 2);
+    assert_eq!(third.release().await, 2);
     let status = admin_get(&first, "/admin/releases/status").await;
     assert_eq!(status["current"], 2);
     assert_eq!(status["hosts"]["2"], 3, "{status}");
@@ -376,7 +320,7 @@ async fn a_host_that_cannot_reach_the_registry_starts_on_the_release_it_ran_last
     let dir = tempfile::tempdir().expect("temp dir");
     let pipeline = write_pipeline(dir.path(), PIPELINE);
     let bucket = test_support::unique("mirror").to_lowercase();
-    create_bucket(&bucket).await;
+    test_support::create_bucket(&bucket).await;
     let data_dir = dir.path().join("data");
     let s3_endpoint = service_env("S3_ENDPOINT_URL");
     let pipeline = pipeline.to_str().expect("utf-8 path");

@@ -1,48 +1,10 @@
 //! Against kinesalite and the real redis-server: fill, track, read the record back
 //! from the stream with GetRecords and decode it with the protobuf schema.
 
-use std::time::Duration;
-
 use crate::common::*;
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
+use aws_sdk_kinesis::types::ShardIteratorType;
 use contract::TrackingEvent;
-
-async fn kinesis() -> Client {
-    let endpoint = service_env("KINESIS_ENDPOINT_URL");
-    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .load()
-        .await;
-    Client::new(&shared)
-}
-
-async fn create_stream(client: &Client, name: &str) {
-    client
-        .create_stream()
-        .stream_name(name)
-        .shard_count(2)
-        .send()
-        .await
-        .expect("CreateStream on kinesalite");
-    for _ in 0..100 {
-        let summary = client
-            .describe_stream_summary()
-            .stream_name(name)
-            .send()
-            .await
-            .expect("DescribeStreamSummary");
-        if summary
-            .stream_description_summary()
-            .map(|s| s.stream_status())
-            == Some(&StreamStatus::Active)
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("stream {name} never became active");
-}
 
 async fn read_all(client: &Client, name: &str) -> Vec<TrackingEvent> {
     let shards = client
@@ -78,9 +40,9 @@ async fn read_all(client: &Client, name: &str) -> Vec<TrackingEvent> {
 
 #[tokio::test]
 async fn a_tracked_event_is_on_kinesis_as_a_protobuf_tracking_event() {
-    let client = kinesis().await;
+    let client = kinesis_client().await;
     let stream = format!("adtrack-test-{}", uuid::Uuid::new_v4().simple());
-    create_stream(&client, &stream).await;
+    create_stream(&client, &stream, 2).await;
     let redis_url = service_env("REDIS_URL");
     let endpoint = service_env("KINESIS_ENDPOINT_URL");
     let host = start_host(&[

@@ -29,7 +29,7 @@ async fn registries(dir: &std::path::Path) -> Vec<(&'static str, ReleaseRegistry
     let bucket = unique("registry").to_lowercase();
     let endpoint = service_env("S3_ENDPOINT_URL");
     let s3 = S3Store::connect(&bucket, "registry/", Some(&endpoint)).await;
-    create_bucket(&bucket, &endpoint).await;
+    test_support::create_bucket(&bucket).await;
     let mut registries = Vec::new();
     for (name, store) in [
         ("local", local),
@@ -41,20 +41,6 @@ async fn registries(dir: &std::path::Path) -> Vec<(&'static str, ReleaseRegistry
         registries.push((name, registry));
     }
     registries
-}
-
-async fn create_bucket(bucket: &str, endpoint: &str) {
-    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let config = aws_sdk_s3::config::Builder::from(&shared)
-        .endpoint_url(endpoint)
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-        .create_bucket()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("CreateBucket on moto");
 }
 
 fn engine() -> PluginEngine {

@@ -11,30 +11,30 @@ use crate::attribute;
 /// The stream record (see `proto/tracking_event.proto`).
 #[derive(Clone, PartialEq, Message)]
 pub struct TrackingEvent {
-    /// Field 1: the client's user agent.
+    /// Field 1 (`programid`): the tracked program.
     #[prost(string, tag = "1")]
-    pub user_agent: String,
-    /// Field 2: the tracked program.
-    #[prost(string, tag = "2")]
     pub program_id: String,
-    /// Field 3: the program's name.
-    #[prost(string, tag = "3")]
-    pub program_name: String,
-    /// Field 4: the program's checksum.
-    #[prost(string, tag = "4")]
+    /// Field 2 (`checksum`): the program's checksum.
+    #[prost(string, tag = "2")]
     pub checksum: String,
-    /// Field 5: the customer owning the program.
-    #[prost(int32, tag = "5")]
+    /// Field 3 (`customer_id`): the customer owning the program.
+    #[prost(int32, tag = "3")]
     pub customer_id: i32,
-    /// Field 6: the customer's name.
+    /// Field 4 (`user_agent`): the client's user agent.
+    #[prost(string, tag = "4")]
+    pub user_agent: String,
+    /// Field 5 (`program_name`): the program's name.
+    #[prost(string, tag = "5")]
+    pub program_name: String,
+    /// Field 6 (`customer_name`): the customer's name.
     #[prost(string, tag = "6")]
     pub customer_name: String,
-    /// Field 7: the message id, unique per event.
-    #[prost(string, tag = "7")]
-    pub message_id: String,
-    /// Field 8: whether validation accepted the event.
-    #[prost(bool, tag = "8")]
+    /// Field 7 (`is_valid`): whether validation accepted the event.
+    #[prost(bool, tag = "7")]
     pub valid: bool,
+    /// Field 8 (`message_id`): the message id, unique per event.
+    #[prost(string, tag = "8")]
+    pub message_id: String,
     /// Field 9: plugins that processed the event on the host, in order.
     #[prost(message, repeated, tag = "9")]
     pub processed_by: Vec<PluginStamp>,
@@ -192,17 +192,18 @@ mod tests {
         assert_eq!(decoded.into_event(), event);
     }
 
-    /// Fields 1 to 8 as the original producer wrote them, encoded by hand.
+    /// Fields 1 to 8 as the original producer (`reference/tracking.proto`) wrote them,
+    /// encoded by hand.
     #[test]
     fn decodes_records_of_the_original_producer() {
         let mut bytes = Vec::new();
-        for (tag, text) in [(1u8, "Mozilla/5.0"), (2, "212313"), (7, "msg-9")] {
+        for (tag, text) in [(1u8, "212313"), (4, "Mozilla/5.0"), (8, "msg-9")] {
             bytes.push(tag << 3 | 2);
             bytes.push(text.len() as u8);
             bytes.extend_from_slice(text.as_bytes());
         }
-        bytes.extend_from_slice(&[5 << 3, 0xd8, 0x24]); // customer_id = 4696 (varint)
-        bytes.extend_from_slice(&[8 << 3, 1]); // valid = true
+        bytes.extend_from_slice(&[3 << 3, 0xd8, 0x24]); // customer_id = 4696 (varint)
+        bytes.extend_from_slice(&[7 << 3, 1]); // is_valid = true
         let event = TrackingEvent::from_bytes(&bytes).unwrap().into_event();
         assert_eq!(event.id, "msg-9");
         assert_eq!(event.key, "msg-9");

@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 mod host;
+mod reference;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use host::{ADMIN_TOKEN, Host};
+pub use reference::{ReferenceTrackingEvent, decode_with_reference_schema, reference_proto};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

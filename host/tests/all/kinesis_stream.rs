@@ -6,7 +6,8 @@ use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use contract::TrackingEvent;
 
-async fn read_all(client: &Client, name: &str) -> Vec<TrackingEvent> {
+/// The data of every record on stream `name`.
+async fn read_all(client: &Client, name: &str) -> Vec<Vec<u8>> {
     let shards = client
         .list_shards()
         .stream_name(name)
@@ -32,7 +33,7 @@ async fn read_all(client: &Client, name: &str) -> Vec<TrackingEvent> {
             .await
             .expect("GetRecords");
         for record in output.records() {
-            records.push(TrackingEvent::from_bytes(record.data().as_ref()).expect("protobuf"));
+            records.push(record.data().as_ref().to_vec());
         }
     }
     records
@@ -58,10 +59,32 @@ async fn a_tracked_event_is_on_kinesis_as_a_protobuf_tracking_event() {
     let message_id = body["messageId"].as_str().expect("messageId").to_owned();
 
     let records = read_all(&client, &stream).await;
-    let record = records
+    let decoded: Vec<(TrackingEvent, &Vec<u8>)> = records
         .iter()
-        .find(|record| record.message_id == message_id)
-        .unwrap_or_else(|| panic!("message {message_id} not on the stream: {records:?}"));
+        .map(|data| (TrackingEvent::from_bytes(data).expect("protobuf"), data))
+        .collect();
+    let (record, data) = decoded
+        .iter()
+        .find(|(record, _)| record.message_id == message_id)
+        .unwrap_or_else(|| panic!("message {message_id} not on the stream: {decoded:?}"));
+
+    // An existing consumer, decoding with the reference architecture's schema, reads the
+    // original eight fields.
+    let reference = test_support::decode_with_reference_schema(data);
+    assert_eq!(
+        reference,
+        test_support::ReferenceTrackingEvent {
+            programid: "212312".into(),
+            checksum: record.checksum.clone(),
+            customer_id: 4711,
+            user_agent: record.user_agent.clone(),
+            program_name: "Spring Sale Banner".into(),
+            customer_name: "Acme Outdoor".into(),
+            is_valid: true,
+            message_id: message_id.clone(),
+        }
+    );
+    assert!(!reference.checksum.is_empty(), "{reference:?}");
     assert_eq!(record.program_id, "212312");
     assert_eq!(record.program_name, "Spring Sale Banner");
     assert_eq!(record.customer_id, 4711);

@@ -31,6 +31,12 @@ use crate::stream::{EmbeddedSink, KinesisSink, ProducerSettings, StreamProducer,
 pub async fn serve(config: ServeConfig) -> Result<()> {
     config.validate()?;
     tracing::info!(?config, "starting adtrack-host");
+    if config.http.admin_token.is_none() {
+        tracing::warn!(
+            "ADMIN_TOKEN is not set: the admin API is off and GET /cache/fill and /cache/purge \
+             are open to anyone who reaches this host"
+        );
+    }
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;

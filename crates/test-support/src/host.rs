@@ -74,11 +74,12 @@ impl Host {
         format!("{}{path}", self.url)
     }
 
-    /// `GET path`, returning status and JSON body (Null when not JSON).
+    /// `GET path` with the admin token, returning status and JSON body (Null when not JSON).
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
         let response = self
             .client
             .get(self.at(path))
+            .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
             .expect("request");

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use plugin_engine::{Event, Outcome};
 
 use super::models::BatchResponse;
-use super::{ApiError, AppState, host_chain, put_on_stream};
+use super::{ApiError, AppState, host_chain, put_on_stream, stream_entries};
 use crate::views::{BatchResult, EventInput, OutcomeView};
 
 /// Runs a batch through the host chain and answers one result per input event, in
@@ -22,19 +22,19 @@ pub async fn ingest(
     let (chain, release) = host_chain(&state);
     let outcomes = chain.process(events).await;
     let mut results = Vec::with_capacity(outcomes.len());
-    let mut accepted = 0;
+    let mut entries = Vec::new();
     for (index, outcome) in outcomes.iter().enumerate() {
-        if let Outcome::Accepted(events) = &outcome.outcome
-            && !events.is_empty()
-        {
-            put_on_stream(&state, events, &outcome.processed_by, release).await?;
-            accepted += events.len();
+        if let Outcome::Accepted(events) = &outcome.outcome {
+            entries.extend(stream_entries(events, &outcome.processed_by, release));
         }
         results.push(BatchResult {
             index,
             outcome: OutcomeView::new(outcome, false),
         });
     }
+    // The whole batch goes to the stream in one call, acknowledged together.
+    let accepted = entries.len();
+    put_on_stream(&state, entries).await?;
     Ok(Json(BatchResponse { accepted, results }))
 }
 

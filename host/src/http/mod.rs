@@ -75,11 +75,18 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
             state.clone(),
             admin::require_token,
         ));
+    // They change Redis: behind the admin token when one is configured.
+    let cache_routes = Router::new()
+        .route("/cache/fill", get(cache_routes::fill))
+        .route("/cache/purge", get(cache_routes::purge))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_token_when_configured,
+        ));
     Router::new()
         .route("/event/{program_id}", get(tracking::track))
         .route("/events", post(events::ingest))
-        .route("/cache/fill", get(cache_routes::fill))
-        .route("/cache/purge", get(cache_routes::purge))
+        .merge(cache_routes)
         .route("/health/check", get(health::check))
         .route("/metrics", get(health::metrics))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
@@ -193,25 +200,25 @@ pub fn host_chain(state: &AppState) -> (ReleaseChain, u64) {
     (chain, active.number())
 }
 
-/// Puts accepted events on the stream as protobuf records stamped with the plugins that
-/// processed them and their release; returns once they are acknowledged per the
-/// configured durability.
-pub async fn put_on_stream(
-    state: &AppState,
+/// The stream records of accepted events: protobuf, stamped with the plugins that
+/// processed them and their release.
+pub fn stream_entries(
     events: &[Event],
     processed_by: &[PluginRef],
     release: u64,
-) -> Result<(), StreamError> {
-    let entries = events
-        .iter()
-        .map(|event| {
-            let mut record = TrackingEvent::from_event(event, processed_by);
-            record.host_release = release;
-            StreamEntry {
-                key: event.key.clone(),
-                data: record.to_bytes(),
-            }
-        })
-        .collect();
+) -> impl Iterator<Item = StreamEntry> {
+    events.iter().map(move |event| {
+        let mut record = TrackingEvent::from_event(event, processed_by);
+        record.host_release = release;
+        StreamEntry {
+            key: event.key.clone(),
+            data: record.to_bytes(),
+        }
+    })
+}
+
+/// Puts `entries` on the stream in one call; returns once they are acknowledged per the
+/// configured durability.
+pub async fn put_on_stream(state: &AppState, entries: Vec<StreamEntry>) -> Result<(), StreamError> {
     state.producer.send(entries, state.ack == Ack::Stream).await
 }

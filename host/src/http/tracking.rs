@@ -8,7 +8,7 @@ use contract::attribute;
 use plugin_engine::{Event, Outcome};
 
 use super::models::{CustomerId, TrackingResponse};
-use super::{ApiError, AppState, host_chain, put_on_stream};
+use super::{ApiError, AppState, host_chain, put_on_stream, stream_entries};
 use crate::views::now_ms;
 
 /// Looks up the program, builds a tracking event, runs the host chain, puts the result
@@ -71,7 +71,8 @@ pub async fn track(
     let Some(first) = events.first() else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    put_on_stream(&state, &events, &result.processed_by, release).await?;
+    let entries = stream_entries(&events, &result.processed_by, release).collect();
+    put_on_stream(&state, entries).await?;
     Ok(Json(TrackingResponse::from(first)).into_response())
 }
 

@@ -125,3 +125,28 @@ async fn the_admin_api_refuses_missing_tokens_and_broken_plugins() {
 
     still_serving(&host).await;
 }
+
+/// The cache routes change Redis: with an admin token configured, they need it.
+#[tokio::test]
+async fn cache_routes_need_the_admin_token_when_one_is_configured() {
+    let host = start_host(&[]).await;
+    for path in ["/cache/fill", "/cache/purge"] {
+        let anonymous = host
+            .client
+            .get(host.at(path))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(anonymous.status(), 401, "{path} without the token");
+        let wrong = host
+            .client
+            .get(host.at(path))
+            .bearer_auth("not-the-admin-token-at-all")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(wrong.status(), 401, "{path} with a wrong token");
+        let (status, _) = host.get(path).await;
+        assert_eq!(status, 200, "{path} with the token");
+    }
+}

@@ -159,3 +159,29 @@ async fn metrics_expose_requests_plugins_cache_and_stream() {
     }
     assert!(text.contains(r#"plugin="enrich""#), "{text}");
 }
+
+/// A batch of 1 000 events goes to the stream in one call: it is acknowledged (on disk,
+/// `ACK=stream`) well within the request time limit, not one record after another.
+#[tokio::test]
+async fn a_batch_of_a_thousand_events_is_acknowledged_within_the_request_time_limit() {
+    let host = start_host(&[("REQUEST_TIMEOUT_MS", "10000"), ("ACK", "stream")]).await;
+    host.get("/cache/fill").await;
+    let events: Vec<serde_json::Value> = (0..1_000)
+        .map(|n| {
+            serde_json::json!({
+                "id": format!("batch-{n}"),
+                "attributes": { "programId": "212313", "userAgent": "Mozilla/5.0" },
+            })
+        })
+        .collect();
+    let response = host
+        .client
+        .post(host.at("/events"))
+        .json(&events)
+        .send()
+        .await
+        .expect("POST /events");
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["accepted"], 1_000, "{body}");
+}

@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use plugin_engine::{Event, Outcome};
+use sha2::{Digest, Sha256};
 
 use super::models::BatchResponse;
 use super::{ApiError, AppState, host_chain, put_on_stream, stream_entries};
@@ -76,13 +77,43 @@ fn parse_batch(
             ),
         ));
     }
+    let resend_key = resend_key(headers, body)?;
     parsed
         .into_iter()
         .enumerate()
         .map(|(index, event)| {
             event
-                .into_event(uuid::Uuid::new_v4().to_string())
+                .into_event(format!("{resend_key}-{index}"))
                 .map_err(|error| bad(format!("event {index}: {error}")))
         })
         .collect()
+}
+
+/// The longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+/// What the ids of id-less events derive from, so that resending a request as it is
+/// (after a 503) gives its events the same ids: the `Idempotency-Key` header when the
+/// client sends one, else the sha256 of the body.
+fn resend_key(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> {
+    let Some(key) = headers.get("idempotency-key") else {
+        return Ok(hex::encode(&Sha256::digest(body)[..16]));
+    };
+    let key = key
+        .to_str()
+        .ok()
+        .filter(|key| {
+            !key.is_empty()
+                && key.len() <= MAX_IDEMPOTENCY_KEY
+                && key.bytes().all(|byte| byte.is_ascii_graphic())
+        })
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+                ),
+            )
+        })?;
+    Ok(format!("idem-{key}"))
 }

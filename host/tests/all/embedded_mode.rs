@@ -185,3 +185,34 @@ async fn a_batch_of_a_thousand_events_is_acknowledged_within_the_request_time_li
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body["accepted"], 1_000, "{body}");
 }
+
+/// Events without an id get ids from the request: resending the same request (as a
+/// client does after a 503) gives them the same ids, and so the same stored items.
+#[tokio::test]
+async fn a_resent_batch_of_id_less_events_gets_the_same_ids() {
+    let host = start_host(&[]).await;
+    host.get("/cache/fill").await;
+    let body = r#"[{"attributes":{"programId":"212313"}},{"attributes":{"programId":"212312"}}]"#;
+    let ids = |response: serde_json::Value| -> Vec<String> {
+        response["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|result| result["ids"][0].as_str().expect("an id").to_owned())
+            .collect()
+    };
+    let mut sent = Vec::new();
+    for key in [None, None, Some("order-42"), Some("order-42")] {
+        let mut request = host.client.post(host.at("/events")).body(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.expect("POST /events");
+        assert_eq!(response.status(), 200);
+        sent.push(ids(response.json().await.expect("json")));
+    }
+    assert_eq!(sent[0], sent[1], "the same body twice");
+    assert_eq!(sent[2], sent[3], "the same Idempotency-Key twice");
+    assert_ne!(sent[0], sent[2]);
+    assert_eq!(sent[2], ["idem-order-42-0", "idem-order-42-1"]);
+}

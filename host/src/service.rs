@@ -64,7 +64,6 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     );
     let state = AppState {
         releases,
-        announcer: core_data.redis.clone(),
         cache: core_data.cache,
         producer: producer.clone(),
         metrics,

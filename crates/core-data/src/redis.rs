@@ -4,6 +4,7 @@
 //! a subscription to the updates channel that reconnects with backoff.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -147,10 +148,18 @@ impl RedisCoreData {
     /// Runs `command` with the timeout, recording the outcome for `/health/check`.
     async fn run<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Result<T, CoreDataError> {
         let mut connection = self.connection.clone();
-        let query = command.query_async(&mut connection);
-        let result = match tokio::time::timeout(self.timeout * 2, query).await {
+        self.bounded(command.query_async(&mut connection)).await
+    }
+
+    /// Awaits one Redis call under the timeout and records the outcome for `/health/check`.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, CoreDataError> {
+        let limit = self.timeout * 2;
+        let result = match tokio::time::timeout(limit, call).await {
             Ok(result) => result.map_err(CoreDataError::from),
-            Err(_) => Err(CoreDataError::Timeout(self.timeout * 2)),
+            Err(_) => Err(CoreDataError::Timeout(limit)),
         };
         self.health.record(&result);
         result
@@ -215,15 +224,7 @@ impl RedisCoreData {
             invocation.arg(id);
         }
         let mut connection = self.connection.clone();
-        let result =
-            match tokio::time::timeout(self.timeout * 2, invocation.invoke_async(&mut connection))
-                .await
-            {
-                Ok(result) => result.map_err(CoreDataError::from),
-                Err(_) => Err(CoreDataError::Timeout(self.timeout * 2)),
-            };
-        self.health.record(&result);
-        result
+        self.bounded(invocation.invoke_async(&mut connection)).await
     }
 }
 

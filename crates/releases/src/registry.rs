@@ -443,5 +443,5 @@ fn merge(reports: &mut Vec<CandidateReport>, report: CandidateReport) {
     known.mismatches += report.mismatches;
     known.failed_where_active_succeeded += report.failed_where_active_succeeded;
     known.samples.extend(report.samples);
-    known.samples.truncate(10);
+    known.samples.truncate(crate::routing::SHADOW_SAMPLES);
 }

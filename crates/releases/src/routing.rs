@@ -12,7 +12,7 @@ use plugin_engine::{ChainOutcome, Event, Outcome, PluginChain, PluginVersion};
 use crate::document::{AbortPolicy, Candidate, CandidateMode, CandidateReport, ShadowSample};
 
 /// Differing shadow outcomes kept for `plugin status`.
-const SHADOW_SAMPLES: usize = 10;
+pub(crate) const SHADOW_SAMPLES: usize = 10;
 
 /// The chain one side of a release runs: the active chain and, while a candidate is
 /// tried, the chain with the candidate in place of the active version.

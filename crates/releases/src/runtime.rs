@@ -133,8 +133,8 @@ impl ReleaseRuntime {
         }))
     }
 
-    /// Announces the releases this process makes current on its own (an aborted canary);
-    /// set once, after start.
+    /// Announces the releases this process makes current (a publish, rollback, promotion
+    /// or abort through it); set once, after start.
     pub fn announce_with(&self, announcer: Arc<dyn Announcer>) {
         let _ = self.announcer.set(announcer);
     }
@@ -185,15 +185,39 @@ impl ReleaseRuntime {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert((pinned.version, pinned.grants.clone()), compiled);
         }
-        self.refresh().await?;
+        self.made_current(&release).await?;
         Ok(release)
     }
 
     /// Rolls the fleet back (see [`ReleaseRegistry::rollback`]) and swaps this process.
     pub async fn rollback(&self, to: Option<u64>) -> Result<Release, RegistryError> {
         let release = self.registry.rollback(to).await?;
-        self.refresh().await?;
+        self.made_current(&release).await?;
         Ok(release)
+    }
+
+    /// Makes `side`'s candidate active fleet-wide (see [`ReleaseRegistry::promote`]).
+    pub async fn promote(&self, side: Side) -> Result<Release, RegistryError> {
+        let release = self.registry.promote(side).await?;
+        self.made_current(&release).await?;
+        Ok(release)
+    }
+
+    /// Drops `side`'s candidate fleet-wide (see [`ReleaseRegistry::abort`]).
+    pub async fn abort(&self, side: Side, reason: &str) -> Result<Release, RegistryError> {
+        let release = self.registry.abort(side, None, reason).await?;
+        self.made_current(&release).await?;
+        Ok(release)
+    }
+
+    /// After this process made `release` current: swaps to it here and announces it to
+    /// the fleet (every other process also finds it at its next poll).
+    async fn made_current(&self, release: &Release) -> Result<(), RegistryError> {
+        let swapped = self.refresh().await;
+        if let Some(announcer) = self.announcer.get() {
+            announcer.announce(release.number).await;
+        }
+        swapped.map(drop)
     }
 
     /// Reads the pointer and, if it moved to a newer generation, loads and swaps in its
@@ -284,11 +308,8 @@ impl ReleaseRuntime {
             {
                 Ok(release) => {
                     tracing::warn!(release = release.number, %reason, "canary aborted");
-                    if let Err(error) = self.refresh().await {
+                    if let Err(error) = self.made_current(&release).await {
                         tracing::warn!(%error, "cannot load the release without the canary");
-                    }
-                    if let Some(announcer) = self.announcer.get() {
-                        announcer.announce(release.number).await;
                     }
                     return Some(release.number);
                 }

@@ -16,7 +16,6 @@ use serde::Deserialize;
 
 use super::models::{PluginEntry, PluginsResponse, ReleasesResponse, StatusResponse, SwapResponse};
 use super::{ApiError, AppState};
-use crate::announce::announce;
 
 /// How recent a heartbeat must be for its instance to count as live.
 const LIVE_HEARTBEAT: Duration = Duration::from_secs(90);
@@ -200,7 +199,6 @@ pub async fn publish(
         })
         .await
         .map_err(registry_error)?;
-    announce(state.announcer.as_ref(), release.number).await;
     Ok(Json(swap_response(&name, side, &before.release, &release)))
 }
 
@@ -237,14 +235,11 @@ async fn end_trial(
             format!("plugin {name} has no candidate in the current release"),
         ));
     }
-    let registry = state.releases.registry();
     let release = match abort_reason {
-        Some(reason) => registry.abort(side, None, reason).await,
-        None => registry.promote(side).await,
+        Some(reason) => state.releases.abort(side, reason).await,
+        None => state.releases.promote(side).await,
     }
     .map_err(registry_error)?;
-    state.releases.refresh().await.map_err(registry_error)?;
-    announce(state.announcer.as_ref(), release.number).await;
     Ok(Json(swap_response(&name, side, &before.release, &release)))
 }
 
@@ -268,7 +263,6 @@ pub async fn rollback(
         .rollback(None)
         .await
         .map_err(registry_error)?;
-    announce(state.announcer.as_ref(), release.number).await;
     Ok(Json(swap_response(&name, side, &before.release, &release)))
 }
 
@@ -282,7 +276,6 @@ pub async fn rollback_release(
         .rollback(query.to)
         .await
         .map_err(registry_error)?;
-    announce(state.announcer.as_ref(), release.number).await;
     Ok(Json(release))
 }
 

@@ -20,7 +20,8 @@ pub async fn ingest(
     body: Bytes,
 ) -> Result<Json<BatchResponse>, ApiError> {
     let events = parse_batch(&headers, &body, state.max_batch_events)?;
-    let (chain, release) = host_chain(&state);
+    let active = state.releases.active();
+    let (chain, release) = (host_chain(&active), active.number());
     let outcomes = chain.process(events).await;
     let mut results = Vec::with_capacity(outcomes.len());
     let mut entries = Vec::new();

@@ -18,10 +18,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use contract::TrackingEvent;
-use core_data::RedisCoreData;
 use metrics_exporter_prometheus::PrometheusHandle;
 use plugin_engine::{Event, PluginRef, Side};
-use releases::{ReleaseChain, ReleaseRuntime};
+use releases::{ActiveRelease, ReleaseChain, ReleaseRuntime};
 use settings::Secret;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -37,8 +36,6 @@ pub use self::config::HttpConfig;
 pub struct AppState {
     /// The current plugin release (the host chain runs on it) and the registry.
     pub releases: Arc<ReleaseRuntime>,
-    /// Where new releases are announced to the fleet (Redis), when configured.
-    pub announcer: Option<RedisCoreData>,
     /// Core data: L1 then backend.
     pub cache: CoreDataCache,
     /// The stream stage.
@@ -188,16 +185,13 @@ impl From<StreamError> for ApiError {
     }
 }
 
-/// The host chain of the current release and the release number; a request keeps the
-/// chain it started with when a new release is swapped in meanwhile.
-pub fn host_chain(state: &AppState) -> (ReleaseChain, u64) {
-    let active = state.releases.active();
+/// The host chain of `active`: a request takes the current release when it starts and
+/// keeps it when a new release is swapped in meanwhile.
+pub fn host_chain(active: &ActiveRelease) -> &ReleaseChain {
     // The host always loads its own side of every release.
-    let chain = active
+    active
         .chain(Side::Host)
-        .cloned()
-        .expect("the host loads the host chain of every release");
-    (chain, active.number())
+        .expect("the host loads the host chain of every release")
 }
 
 /// The stream records of accepted events: protobuf, stamped with the plugins that

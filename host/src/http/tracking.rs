@@ -49,7 +49,8 @@ pub async fn track(
             (attribute::USER_AGENT.to_owned(), user_agent.to_owned()),
         ],
     };
-    let (chain, release) = host_chain(&state);
+    let active = state.releases.active();
+    let (chain, release) = (host_chain(&active), active.number());
     let result = chain.process_one(event).await;
     let events = match result.outcome {
         Outcome::Accepted(events) => events,

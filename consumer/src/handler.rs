@@ -2,28 +2,35 @@
 //!
 //! For every record: decode the protobuf `TrackingEvent`, run the consumer chain, and
 //! then, by outcome,
-//! - accepted: write the output events to the event store and count them in core data;
+//! - accepted: write the output events to the event store (each only if its id is not
+//!   stored yet, counted for its program in the same write) and publish the programs'
+//!   counts to core data;
 //! - filtered (no output): done;
-//! - undecodable or rejected by a plugin: send to the dead-letter sink with the reason
-//!   and plugin version, never blocking the shard;
+//! - undecodable, rejected by a plugin, or refused by the store as it is: send to the
+//!   dead-letter sink with its data, the reason and plugin version, never blocking the
+//!   shard;
 //! - a plugin's `retry`, a failed plugin, or a backend that could not be written:
-//!   report the record as a retryable failure, so the stream redelivers it.
+//!   report the record as a retryable failure, so the stream redelivers it; after
+//!   `max_attempts` failures ([`AttemptLedger`]) it becomes a dead letter instead.
 //!
-//! Redelivery is safe: the store is idempotent by event id and core-data counters
-//! count each message id once.
+//! Redelivery is safe: the store writes an event id once and counts it once, and core
+//! data only holds the store's totals.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use contract::{PluginStamp, TrackingEvent, attribute};
-use core_data::{CoreDataUpdates, ProgramActivity};
+use contract::identity::assign_output_ids;
+use contract::{PluginStamp, TrackingEvent};
+use core_data::{CoreDataUpdates, ProgramCount};
 use plugin_engine::{Event, Outcome, PluginChain, PluginRef};
 use releases::ReleaseChain;
+use retry_policy::{Classify, ErrorKind};
 
+use crate::attempts::{AttemptLedger, InMemoryAttempts};
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
-use crate::store::{EventStore, StoredEvent};
+use crate::store::{EventStore, StoredEvent, program_of};
 
 /// One record as a driver hands it over.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +60,8 @@ pub struct BatchReport {
     pub records: usize,
     /// Events written to the store (a fanned-out record writes several).
     pub stored_events: usize,
+    /// Events already in the store (a redelivery): neither written nor counted again.
+    pub duplicate_events: usize,
     /// Records the chain filtered out (no output event).
     pub filtered: usize,
     /// Records sent to the dead-letter sink.
@@ -71,6 +80,7 @@ impl BatchReport {
     pub fn absorb(&mut self, other: BatchReport) {
         self.records += other.records;
         self.stored_events += other.stored_events;
+        self.duplicate_events += other.duplicate_events;
         self.filtered += other.filtered;
         self.dead_lettered += other.dead_lettered;
         self.failures.extend(other.failures);
@@ -105,6 +115,11 @@ impl ChainSource for PluginChain {
     }
 }
 
+/// Attempts at a record before it becomes a dead letter, by default: below the event
+/// source mapping's `MaximumRetryAttempts` (5 in the template), so a failing record is
+/// dead-lettered with its data before Lambda gives up on it and skips it.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
 /// The consumer: where its chain comes from and the backends it writes to. Cheap to
 /// share behind an `Arc`; batches may be handled concurrently.
 #[derive(Clone)]
@@ -113,6 +128,8 @@ pub struct Consumer {
     store: Arc<dyn EventStore>,
     dead_letters: Arc<dyn DeadLetterSink>,
     core_data: Arc<dyn CoreDataUpdates>,
+    attempts: Arc<dyn AttemptLedger>,
+    max_attempts: u32,
 }
 
 /// A decoded record: its position in the batch, its event, the host's plugin stamps
@@ -151,7 +168,17 @@ impl Consumer {
             store,
             dead_letters,
             core_data,
+            attempts: Arc::new(InMemoryAttempts::default()),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
         }
+    }
+
+    /// Counts failed attempts per record in `ledger` and dead-letters a record at its
+    /// `max_attempts`-th failure (at least 1).
+    pub fn with_attempts(mut self, ledger: Arc<dyn AttemptLedger>, max_attempts: u32) -> Self {
+        self.attempts = ledger;
+        self.max_attempts = max_attempts.max(1);
+        self
     }
 
     /// Handles one batch; never fails as a whole: every record is accounted for in the
@@ -164,8 +191,11 @@ impl Consumer {
         };
         let (mut dispositions, decoded) = decode_all(&records);
         report.filtered = self.run_chain(&records, &mut dispositions, decoded).await;
+        self.store_accepted(&records, &mut dispositions, &mut report)
+            .await;
+        self.give_up_on_exhausted(&records, &mut dispositions).await;
         self.send_dead_letters(&mut dispositions, &mut report).await;
-        self.store_accepted(&mut dispositions, &mut report).await;
+        let mut handled = Vec::new();
         for (record, disposition) in records.iter().zip(dispositions) {
             match disposition {
                 Disposition::Failed(reason) => report.failures.push(RecordFailure {
@@ -178,15 +208,17 @@ impl Consumer {
                         reason: "not handled".into(),
                     })
                 }
-                Disposition::Done | Disposition::DeadLetter(_) => {}
+                Disposition::Done | Disposition::DeadLetter(_) => handled.push(record.id.as_str()),
             }
         }
+        self.attempts.forget(&handled).await;
         for failure in &report.failures {
             tracing::warn!(record = %failure.id, reason = %failure.reason, "record will be redelivered");
         }
         tracing::info!(
             records = report.records,
             stored_events = report.stored_events,
+            duplicate_events = report.duplicate_events,
             filtered = report.filtered,
             dead_lettered = report.dead_lettered,
             failed = report.failures.len(),
@@ -194,6 +226,31 @@ impl Consumer {
             "batch handled"
         );
         report
+    }
+
+    /// Counts a failed attempt at every failed record; the ones at their last attempt
+    /// become dead letters with their data.
+    async fn give_up_on_exhausted(
+        &self,
+        records: &[StreamRecord],
+        dispositions: &mut [Disposition],
+    ) {
+        for (record, disposition) in records.iter().zip(dispositions.iter_mut()) {
+            let Disposition::Failed(reason) = disposition else {
+                continue;
+            };
+            match self.attempts.failed(&record.id).await {
+                Ok(attempts) if attempts >= self.max_attempts => {
+                    let reason = std::mem::take(reason);
+                    *disposition =
+                        Disposition::DeadLetter(DeadLetter::exhausted(record, attempts, reason));
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(record = %record.id, %error, "cannot count the failed attempt");
+                }
+            }
+        }
     }
 
     /// Runs the decoded events through the chain as one batch and records each outcome;
@@ -210,12 +267,16 @@ impl Consumer {
         let mut events = Vec::with_capacity(decoded.len());
         for record in decoded {
             positions.push(record.position);
-            host_stamps.push((record.host_stamps, record.host_release));
+            host_stamps.push((
+                record.host_stamps,
+                record.host_release,
+                record.event.id.clone(),
+            ));
             events.push(record.event);
         }
         let batch = self.chains.next_batch().await;
         let outcomes = batch.chain.process(events).await;
-        for ((position, (stamps, host_release)), outcome) in
+        for ((position, (stamps, host_release, message_id)), outcome) in
             positions.into_iter().zip(host_stamps).zip(outcomes)
         {
             let record = &records[position];
@@ -224,7 +285,8 @@ impl Consumer {
                     filtered += 1;
                     Disposition::Done
                 }
-                Outcome::Accepted(events) => {
+                Outcome::Accepted(mut events) => {
+                    assign_output_ids(&message_id, &mut events);
                     let mut processed_by = stamps;
                     processed_by.extend(outcome.processed_by.iter().map(stamp));
                     Disposition::Accepted(
@@ -274,15 +336,22 @@ impl Consumer {
         }
     }
 
-    /// Writes every accepted event, then records the stored ones in core data.
-    async fn store_accepted(&self, dispositions: &mut [Disposition], report: &mut BatchReport) {
+    /// Writes every accepted event, then publishes the counts of their programs. An
+    /// event the store refuses as it is makes its record a dead letter; one it could
+    /// not write, or counts that could not be published, make it a failure.
+    async fn store_accepted(
+        &self,
+        records: &[StreamRecord],
+        dispositions: &mut [Disposition],
+        report: &mut BatchReport,
+    ) {
         let mut owners: Vec<usize> = Vec::new();
         let mut events: Vec<StoredEvent> = Vec::new();
         let mut seen_ids: HashMap<String, usize> = HashMap::new();
         for (position, disposition) in dispositions.iter_mut().enumerate() {
             if let Disposition::Accepted(accepted) = disposition {
                 for event in std::mem::take(accepted) {
-                    // The same message delivered twice in one batch is written once.
+                    // The same record delivered twice in one batch is written once.
                     if seen_ids.insert(event.event.id.clone(), position).is_none() {
                         owners.push(position);
                         events.push(event);
@@ -294,44 +363,42 @@ impl Consumer {
             mark_accepted_done(dispositions);
             return;
         }
-        let unwritten: HashMap<String, String> = match self.store.put(&events).await {
-            Ok(()) => HashMap::new(),
-            Err(failure) => {
-                let reason = failure.error.to_string();
-                let ids = failure
-                    .unwritten
-                    .unwrap_or_else(|| events.iter().map(|event| event.event.id.clone()).collect());
-                ids.into_iter().map(|id| (id, reason.clone())).collect()
-            }
-        };
-        let mut failed_positions: BTreeMap<usize, String> = BTreeMap::new();
-        for (event, position) in events.iter().zip(&owners) {
-            if let Some(reason) = unwritten.get(&event.event.id) {
-                failed_positions
-                    .entry(*position)
-                    .or_insert_with(|| format!("event store: {reason}"));
-            }
-        }
-        let stored: Vec<(&StoredEvent, usize)> = events
+        let written = self.store.put(&events).await;
+        report.stored_events += written.stored.len();
+        report.duplicate_events += written.duplicates.len();
+        let failed: HashMap<&str, _> = written
+            .failed
             .iter()
-            .zip(owners.iter().copied())
-            .filter(|(_, position)| !failed_positions.contains_key(position))
+            .map(|(id, error)| (id.as_str(), error))
             .collect();
-        report.stored_events += stored.len();
-        let activity = activity(&stored);
-        // Generic events without a program have nothing to count.
-        if !activity.is_empty()
-            && let Err(error) = self.core_data.record_activity(&activity).await
-        {
-            for (_, position) in &stored {
-                failed_positions
-                    .entry(*position)
-                    .or_insert_with(|| format!("core data: {error}"));
+        for (event, &position) in events.iter().zip(&owners) {
+            let Some(error) = failed.get(event.event.id.as_str()) else {
+                continue;
+            };
+            let reason = format!("event store: {error}");
+            match &dispositions[position] {
+                Disposition::DeadLetter(_) => {}
+                _ if error.kind() == ErrorKind::Permanent => {
+                    dispositions[position] =
+                        Disposition::DeadLetter(DeadLetter::unstorable(&records[position], reason));
+                }
+                Disposition::Failed(_) => {}
+                _ => dispositions[position] = Disposition::Failed(reason),
             }
-            report.stored_events -= stored.len();
         }
-        for (position, reason) in failed_positions {
-            dispositions[position] = Disposition::Failed(reason);
+        let counts = program_counts(&events, &written.counts);
+        if !counts.is_empty()
+            && let Err(error) = self.core_data.publish_counts(&counts).await
+        {
+            // Stored and counted in the store: redelivered, they are duplicates whose
+            // counts are published again.
+            for (event, &position) in events.iter().zip(&owners) {
+                if program_of(event).is_some()
+                    && matches!(dispositions[position], Disposition::Accepted(_))
+                {
+                    dispositions[position] = Disposition::Failed(format!("core data: {error}"));
+                }
+            }
         }
         mark_accepted_done(dispositions);
     }
@@ -381,27 +448,24 @@ fn mark_accepted_done(dispositions: &mut [Disposition]) {
     }
 }
 
-/// Stored events grouped by program: message ids and the latest timestamp.
-fn activity(stored: &[(&StoredEvent, usize)]) -> Vec<ProgramActivity> {
-    let mut programs: BTreeMap<&str, ProgramActivity> = BTreeMap::new();
-    for (stored, _) in stored {
-        let Some(program_id) = stored.event.attribute(attribute::PROGRAM_ID) else {
-            continue;
-        };
-        if program_id.is_empty() {
-            continue;
+/// The counts to publish: the store's total per program and the newest timestamp of
+/// the batch's events for it.
+fn program_counts(events: &[StoredEvent], totals: &BTreeMap<String, u64>) -> Vec<ProgramCount> {
+    let mut newest: BTreeMap<&str, u64> = BTreeMap::new();
+    for event in events {
+        if let Some(program) = program_of(event) {
+            let seen = newest.entry(program).or_default();
+            *seen = (*seen).max(event.event.timestamp_ms);
         }
-        let entry = programs
-            .entry(program_id)
-            .or_insert_with(|| ProgramActivity {
-                program_id: program_id.to_owned(),
-                message_ids: Vec::new(),
-                last_seen_ms: 0,
-            });
-        entry.message_ids.push(stored.event.id.clone());
-        entry.last_seen_ms = entry.last_seen_ms.max(stored.event.timestamp_ms);
     }
-    programs.into_values().collect()
+    totals
+        .iter()
+        .map(|(program_id, &event_count)| ProgramCount {
+            program_id: program_id.clone(),
+            event_count,
+            last_seen_ms: newest.get(program_id.as_str()).copied().unwrap_or(0),
+        })
+        .collect()
 }
 
 fn stamp(plugin: &PluginRef) -> PluginStamp {

@@ -8,9 +8,11 @@
 //! Secrets Manager, the Kinesis poller and the Lambda driver). The [`Consumer`] is a
 //! plain async function over typed records, so the same code runs under every driver.
 //! Each backend sits behind one small trait: [`store::EventStore`],
-//! [`dead_letter::DeadLetterSink`] and [`core_data::CoreDataUpdates`].
+//! [`dead_letter::DeadLetterSink`], [`core_data::CoreDataUpdates`] and
+//! [`attempts::AttemptLedger`].
 #![deny(missing_docs)]
 
+pub mod attempts;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod dead_letter;

@@ -4,6 +4,9 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use adtrack_consumer::Consumer;
+use adtrack_consumer::aws::config::ConsumerCommand;
+use adtrack_consumer::aws::replay::{ReplaySources, replay as replay_queue};
 use adtrack_consumer::aws::{ConsumerConfig, aws_consumer, lambda};
 use adtrack_consumer::init;
 use clap::Parser;
@@ -28,10 +31,49 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(ConsumerCommand::Replay { max_messages }) = &config.command {
+        return replay(&config, &consumer, *max_messages).await;
+    }
     match lambda::run(Arc::new(consumer)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "the Lambda runtime stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `adtrack-consumer replay`: the dead-letter queue through the current release.
+async fn replay(config: &ConsumerConfig, consumer: &Consumer, max_messages: usize) -> ExitCode {
+    let Some(queue_url) = &config.dead_letter_queue_url else {
+        tracing::error!("replay needs DEAD_LETTER_QUEUE_URL");
+        return ExitCode::FAILURE;
+    };
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let mut s3 = aws_sdk_s3::config::Builder::from(&aws);
+    if let Some(endpoint) = &config.registry.s3_endpoint_url {
+        s3 = s3.endpoint_url(endpoint).force_path_style(true);
+    }
+    let sources = ReplaySources {
+        sqs: aws_sdk_sqs::Client::new(&aws),
+        queue_url: queue_url.clone(),
+        s3: aws_sdk_s3::Client::from_conf(s3.build()),
+        kinesis: aws_sdk_kinesis::Client::new(&aws),
+    };
+    match replay_queue(consumer, &sources, max_messages).await {
+        Ok(report) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
+            if report.left.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, "replay failed");
             ExitCode::FAILURE
         }
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use adtrack_consumer::Consumer;
 use adtrack_consumer::dead_letter::JsonLinesDeadLetters;
-use adtrack_consumer::drivers::embedded::{EmbeddedOptions, consume_batch, run_embedded};
+use adtrack_consumer::drivers::embedded::{EmbeddedOptions, consume_batch, run_embedded_with};
 use adtrack_consumer::releases::RegistryChains;
 use adtrack_consumer::store::EmbeddedStore;
 use anyhow::{Context, Result};
@@ -24,7 +24,9 @@ use crate::announce::RedisAnnouncer;
 use crate::cache::{CacheConfig, CoreDataCache, follow_updates};
 use crate::config::ServeConfig;
 use crate::http::{AppState, router};
-use crate::stream::{EmbeddedSink, KinesisSink, ProducerSettings, StreamProducer, StreamSink};
+use crate::stream::{
+    EmbeddedSink, KinesisSink, ProducerSettings, SpillFile, StreamProducer, StreamSink,
+};
 
 /// Runs the host until SIGTERM or Ctrl-C, then stops accepting requests, finishes the
 /// ones in flight and delivers every buffered record before returning.
@@ -52,6 +54,10 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
             &releases,
             &core_data,
             log,
+            EmbeddedOptions {
+                keep_handled: config.stream.embedded_log_keep_records,
+                ..EmbeddedOptions::default()
+            },
         )?),
         None => None,
     };
@@ -59,9 +65,16 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         sink,
         ProducerSettings {
             buffer_records: config.stream.stream_buffer_records,
+            spill: Some(Arc::new(SpillFile::new(
+                config.data_dir.join("stream-spill.jsonl"),
+            ))),
             ..ProducerSettings::default()
         },
     );
+    producer
+        .resend_spilled()
+        .await
+        .context("cannot read the stream spill file")?;
     let state = AppState {
         releases,
         cache: core_data.cache,
@@ -215,6 +228,7 @@ impl EmbeddedConsumer {
         releases: &Arc<ReleaseRuntime>,
         core_data: &CoreDataBackend,
         log: EmbeddedLog,
+        options: EmbeddedOptions,
     ) -> Result<Self> {
         // The host's follower keeps the release current; batches never check themselves.
         let chains = RegistryChains::new(releases.clone(), Duration::MAX)?;
@@ -229,9 +243,14 @@ impl EmbeddedConsumer {
             core_data.updates.clone(),
         ));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(run_embedded(log.clone(), consumer.clone(), async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(run_embedded_with(
+            log.clone(),
+            consumer.clone(),
+            options,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Ok(Self {
             log,
             consumer,

@@ -3,6 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use contract::attribute;
 use plugin_engine::{ChainOutcome, Event, Outcome, PluginRef};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -35,7 +36,24 @@ impl EventInput {
     /// The event, with defaults: id `fallback_id`, key = id, timestamp now,
     /// content type `application/json`. Attribute values must be strings or numbers.
     pub fn into_event(self, fallback_id: String) -> Result<Event, InvalidAttribute> {
-        let id = self.id.unwrap_or(fallback_id);
+        let id = self.id.clone().unwrap_or(fallback_id);
+        self.into_event_with_id(id)
+    }
+
+    /// The event under the host-assigned `message_id`: the client's own `id`, if it
+    /// gave one, is kept as the `clientEventId` attribute. The key defaults to the
+    /// message id.
+    pub fn into_ingested_event(mut self, message_id: String) -> Result<Event, InvalidAttribute> {
+        if let Some(client_id) = self.id.take() {
+            self.attributes.insert(
+                attribute::CLIENT_EVENT_ID.to_owned(),
+                Value::String(client_id),
+            );
+        }
+        self.into_event_with_id(message_id)
+    }
+
+    fn into_event_with_id(self, id: String) -> Result<Event, InvalidAttribute> {
         let attributes = self
             .attributes
             .into_iter()

@@ -44,6 +44,17 @@ pub struct ConsumerConfig {
     #[arg(long, env = "DEAD_LETTER_QUEUE_URL")]
     pub dead_letter_queue_url: Option<String>,
 
+    /// Bucket for dead letters too large for the queue (under `dead-letters/`);
+    /// defaults to `PLUGIN_BUCKET`. Without either, such letters are refused.
+    #[arg(long, env = "DEAD_LETTER_BUCKET")]
+    pub dead_letter_bucket: Option<String>,
+
+    /// Failed attempts at a record before it becomes a dead letter with its data: keep
+    /// it below the event source mapping's `MaximumRetryAttempts`, or Lambda skips the
+    /// record before it is dead-lettered.
+    #[arg(long, env = "MAX_RECORD_ATTEMPTS", default_value_t = crate::handler::DEFAULT_MAX_ATTEMPTS)]
+    pub max_record_attempts: u32,
+
     /// The plugin registry (the stack's plugin bucket); without `PLUGIN_BUCKET` the
     /// consumer runs the pipeline file's chain.
     #[command(flatten)]
@@ -52,9 +63,33 @@ pub struct ConsumerConfig {
     /// Log as JSON lines (CloudWatch) instead of human-readable text.
     #[arg(long, env = "LOG_JSON", default_value_t = true, action = clap::ArgAction::Set)]
     pub log_json: bool,
+
+    /// Without a command: serve the Lambda Runtime API.
+    #[command(subcommand)]
+    pub command: Option<ConsumerCommand>,
+}
+
+/// What the binary does besides serving Lambda.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum ConsumerCommand {
+    /// Re-drive the dead-letter queue (dead letters and the event source mapping's
+    /// failure records) through the current release, once the cause is fixed; prints a
+    /// JSON report.
+    Replay {
+        /// Messages to replay at most.
+        #[arg(long, default_value_t = 1000)]
+        max_messages: usize,
+    },
 }
 
 impl ConsumerConfig {
+    /// The bucket large dead letters go to: `DEAD_LETTER_BUCKET`, else `PLUGIN_BUCKET`.
+    pub fn large_letter_bucket(&self) -> Option<&str> {
+        self.dead_letter_bucket
+            .as_deref()
+            .or(self.registry.plugin_bucket.as_deref())
+    }
+
     /// Checks the settings that clap cannot: non-empty names, URL schemes, one source
     /// of the Redis token.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
@@ -65,6 +100,11 @@ impl ConsumerConfig {
         )?;
         self.redis.validate()?;
         self.registry.validate()?;
+        ensure(
+            self.max_record_attempts > 0,
+            "MAX_RECORD_ATTEMPTS",
+            "must be at least 1",
+        )?;
         ensure(
             self.redis.redis_auth_token.is_none() || self.redis_auth_token_secret_arn.is_none(),
             "REDIS_AUTH_TOKEN_SECRET_ARN",

@@ -1,23 +1,41 @@
-//! The DynamoDB event store: `BatchWriteItem` in chunks of 25, retrying
-//! `UnprocessedItems` and retryable failures of the call with the retry policy. The item layout is documented in the crate README.
+//! The DynamoDB event store: events written with `TransactWriteItems`, each `Put`
+//! conditional on no item having its id, together with an `ADD` to its program's
+//! counter item, so a redelivered event is neither overwritten nor counted twice. The
+//! item layout is documented in the crate README.
 //!
-//! Writes are `PutRequest`s keyed by the message id (`id`), so writing a redelivered
-//! event again replaces the item with an identical one: no duplicates.
+//! One transaction takes the events of one program (at most 99, plus the counter). A
+//! cancelled transaction says per item why: events already stored are duplicates, the
+//! others are written again without them. A call refused for a permanent reason (an
+//! item over 400 KB) is split until the event at fault is alone; it is then reported
+//! as a permanent failure, for the dead-letter queue.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use contract::attribute;
-use retry_policy::aws::{classify, failure};
-use retry_policy::{ClassifiedError, ErrorKind, RetryPolicy};
+use retry_policy::aws::{failure, kind_of_code};
+use retry_policy::{ClassifiedError, Classify, Delays, ErrorKind, RetryPolicy};
 
-use crate::store::{EventStore, StoreError, StoreFailure, StoredEvent};
+use crate::store::{EventStore, StoredEvent, WriteReport, program_of};
 
-/// Most items one `BatchWriteItem` call takes.
-pub const BATCH_WRITE_LIMIT: usize = 25;
+/// Most actions one `TransactWriteItems` call takes.
+pub const TRANSACTION_LIMIT: usize = 100;
+
+/// The id of a program's counter item: `program#{programId}` (event ids never hold `#`).
+pub fn counter_id(program_id: &str) -> String {
+    format!("program#{program_id}")
+}
+
+/// Whether an item id is an event's (not a counter or an attempt count, whose ids hold
+/// `#`).
+pub fn is_event_id(id: &str) -> bool {
+    !id.contains('#')
+}
 
 /// Names of the item attributes (see the crate README for the layout).
 pub mod item {
@@ -53,6 +71,8 @@ pub mod item {
     pub const HOST_RELEASE: &str = "host_release";
     /// The plugin release the consumer ran (N), when it came from the registry.
     pub const CONSUMER_RELEASE: &str = "consumer_release";
+    /// On a program's counter item: events stored for the program (N).
+    pub const EVENT_COUNT: &str = "event_count";
 }
 
 /// Accepted events in a DynamoDB table keyed by `id` (S).
@@ -84,94 +104,264 @@ impl DynamoDbStore {
         &self.table
     }
 
-    /// Writes one chunk of at most 25 requests, retrying what DynamoDB leaves
-    /// unprocessed and calls that failed retryably.
-    async fn write_chunk(&self, mut requests: Vec<WriteRequest>) -> Result<(), ChunkFailure> {
-        let mut delays = self.retry.delays();
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let sent = self
-                .client
-                .batch_write_item()
-                .request_items(&self.table, requests.clone())
-                .send()
-                .await;
-            let retry_reason = match sent {
-                Ok(output) => {
-                    requests = output
-                        .unprocessed_items()
-                        .and_then(|unprocessed| unprocessed.get(&self.table))
-                        .cloned()
-                        .unwrap_or_default();
-                    if requests.is_empty() {
-                        return Ok(());
-                    }
-                    StoreError::Unprocessed {
-                        count: requests.len(),
-                        attempts,
-                    }
+    /// Writes the events of one program (or of none), a transaction at a time.
+    async fn write_program(&self, program: Option<&str>, events: Vec<&StoredEvent>) -> WriteReport {
+        let mut report = WriteReport::default();
+        let mut work: VecDeque<(Vec<&StoredEvent>, Delays)> = events
+            .chunks(TRANSACTION_LIMIT - 1)
+            .map(|chunk| (chunk.to_vec(), self.retry.delays()))
+            .collect();
+        while let Some((pending, mut delays)) = work.pop_front() {
+            if pending.is_empty() {
+                continue;
+            }
+            let ids = || pending.iter().map(|event| event.event.id.clone());
+            let error = match self.transact(program, &pending).await {
+                Ok(()) => {
+                    report.stored.extend(ids());
+                    continue;
                 }
-                Err(error) if classify(&error).is_retryable() => {
-                    StoreError::Backend(failure("BatchWriteItem", error))
+                Err(error) => error,
+            };
+            let (retry, cause) = match error {
+                WriteError::Cancelled(reasons) if reasons.len() >= pending.len() => {
+                    let mut retry = Vec::new();
+                    let mut cause = None;
+                    for (event, reason) in pending.iter().zip(&reasons) {
+                        match reason.as_deref() {
+                            Some("ConditionalCheckFailed") => {
+                                report.duplicates.push(event.event.id.clone())
+                            }
+                            Some("ValidationError") => report.failed.push((
+                                event.event.id.clone(),
+                                ClassifiedError::new(
+                                    ErrorKind::Permanent,
+                                    "DynamoDB refuses the item as it is (ValidationError)",
+                                ),
+                            )),
+                            None | Some("None") => retry.push(*event),
+                            Some(code) => {
+                                cause = Some(ClassifiedError::new(
+                                    kind_of_code(code),
+                                    format!("TransactWriteItems cancelled: {code}"),
+                                ));
+                                retry.push(*event);
+                            }
+                        }
+                    }
+                    // The counter's own reason, when it alone cancelled the write.
+                    if let Some(Some(code)) = reasons.get(pending.len())
+                        && code != "None"
+                        && cause.is_none()
+                    {
+                        cause = Some(ClassifiedError::new(
+                            kind_of_code(code),
+                            format!("TransactWriteItems cancelled by the counter: {code}"),
+                        ));
+                    }
+                    (retry, cause)
                 }
-                Err(error) => {
-                    return Err(ChunkFailure {
-                        unwritten: requests,
-                        error: StoreError::Backend(failure("BatchWriteItem", error)),
-                    });
+                WriteError::Cancelled(_) if pending.len() > 1 => {
+                    // Cancelled without saying which item: find out half by half.
+                    split(&mut work, pending, &self.retry);
+                    continue;
+                }
+                WriteError::Cancelled(_) => {
+                    // A lone event whose write was cancelled without a reason: it is
+                    // already stored, unless the cancellation was a conflict.
+                    report.duplicates.extend(ids());
+                    continue;
+                }
+                WriteError::Call(error)
+                    if error.kind() == ErrorKind::Permanent && pending.len() > 1 =>
+                {
+                    split(&mut work, pending, &self.retry);
+                    continue;
+                }
+                WriteError::Call(error) if error.kind().is_retryable() => (pending, Some(error)),
+                WriteError::Call(error) => {
+                    for id in ids() {
+                        let copy = ClassifiedError::new(error.kind(), error.to_string());
+                        report.failed.push((id, copy));
+                    }
+                    continue;
                 }
             };
-            let Some(delay) = delays.next() else {
-                return Err(ChunkFailure {
-                    unwritten: requests,
-                    error: retry_reason,
-                });
+            let Some(cause) = cause else {
+                // Only duplicates and invalid items held the others back.
+                work.push_front((retry, delays));
+                continue;
             };
-            tracing::debug!(table = %self.table, reason = %retry_reason, attempts, "retrying BatchWriteItem");
-            tokio::time::sleep(delay).await;
+            match delays.next() {
+                Some(delay) => {
+                    tracing::debug!(table = %self.table, reason = %cause, "retrying TransactWriteItems");
+                    tokio::time::sleep(delay).await;
+                    work.push_front((retry, delays));
+                }
+                None => {
+                    for event in retry {
+                        let copy = ClassifiedError::new(cause.kind(), cause.to_string());
+                        report.failed.push((event.event.id.clone(), copy));
+                    }
+                }
+            }
         }
+        report
+    }
+
+    /// One transaction: a conditional `Put` per event and, for a program, the `ADD` to
+    /// its counter.
+    async fn transact(
+        &self,
+        program: Option<&str>,
+        events: &[&StoredEvent],
+    ) -> Result<(), WriteError> {
+        let build_error = |error: aws_sdk_dynamodb::error::BuildError| {
+            WriteError::Call(ClassifiedError::caused_by(
+                ErrorKind::Permanent,
+                error.to_string(),
+                error,
+            ))
+        };
+        let mut request = self.client.transact_write_items();
+        for event in events {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(to_item(event)))
+                .condition_expression("attribute_not_exists(#id)")
+                .expression_attribute_names("#id", item::ID)
+                .build()
+                .map_err(build_error)?;
+            request = request.transact_items(TransactWriteItem::builder().put(put).build());
+        }
+        if let Some(program) = program {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .key(item::ID, AttributeValue::S(counter_id(program)))
+                .update_expression("ADD #count :stored")
+                .expression_attribute_names("#count", item::EVENT_COUNT)
+                .expression_attribute_values(":stored", AttributeValue::N(events.len().to_string()))
+                .build()
+                .map_err(build_error)?;
+            request = request.transact_items(TransactWriteItem::builder().update(update).build());
+        }
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(service))
+                if matches!(
+                    service.err(),
+                    TransactWriteItemsError::TransactionCanceledException(_)
+                ) =>
+            {
+                let TransactWriteItemsError::TransactionCanceledException(cancelled) =
+                    service.err()
+                else {
+                    unreachable!("matched above");
+                };
+                Err(WriteError::Cancelled(
+                    cancelled
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|reason| reason.code().map(str::to_owned))
+                        .collect(),
+                ))
+            }
+            Err(error) => Err(WriteError::Call(failure(
+                &format!("TransactWriteItems on {}", self.table),
+                error,
+            ))),
+        }
+    }
+
+    /// Each program's count, read consistently after the writes.
+    async fn read_counts(
+        &self,
+        programs: impl Iterator<Item = &str>,
+    ) -> Result<BTreeMap<String, u64>, (String, ClassifiedError)> {
+        let mut counts = BTreeMap::new();
+        for program in programs {
+            let output = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key(item::ID, AttributeValue::S(counter_id(program)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|error| {
+                    (
+                        program.to_owned(),
+                        failure(&format!("GetItem on {}", self.table), error),
+                    )
+                })?;
+            let count = match output.item().and_then(|item| item.get(item::EVENT_COUNT)) {
+                Some(AttributeValue::N(count)) => count.parse().unwrap_or(0),
+                _ => 0,
+            };
+            counts.insert(program.to_owned(), count);
+        }
+        Ok(counts)
     }
 }
 
-struct ChunkFailure {
-    unwritten: Vec<WriteRequest>,
-    error: StoreError,
+/// Why a transaction did not write.
+enum WriteError {
+    /// Cancelled: one reason code per action, in order (`None` for an action not at fault).
+    Cancelled(Vec<Option<String>>),
+    /// The call failed.
+    Call(ClassifiedError),
+}
+
+/// Puts the two halves of `events` at the front of `work`, each with its own retries.
+fn split<'e>(
+    work: &mut VecDeque<(Vec<&'e StoredEvent>, Delays)>,
+    mut events: Vec<&'e StoredEvent>,
+    retry: &RetryPolicy,
+) {
+    let second = events.split_off(events.len() / 2);
+    work.push_front((second, retry.delays()));
+    work.push_front((events, retry.delays()));
 }
 
 #[async_trait]
 impl EventStore for DynamoDbStore {
-    async fn put(&self, events: &[StoredEvent]) -> Result<(), StoreFailure> {
-        let mut unwritten: Vec<String> = Vec::new();
-        let mut last_error = None;
-        for chunk in events.chunks(BATCH_WRITE_LIMIT) {
-            let mut requests = Vec::with_capacity(chunk.len());
-            for event in chunk {
-                let put = PutRequest::builder()
-                    .set_item(Some(to_item(event)))
-                    .build()
-                    .map_err(|error| StoreFailure {
-                        unwritten: Some(vec![event.event.id.clone()]),
-                        error: StoreError::Backend(ClassifiedError::caused_by(
-                            ErrorKind::Permanent,
-                            error.to_string(),
-                            error,
-                        )),
-                    })?;
-                requests.push(WriteRequest::builder().put_request(put).build());
+    async fn put(&self, events: &[StoredEvent]) -> WriteReport {
+        let mut by_program: BTreeMap<Option<&str>, Vec<&StoredEvent>> = BTreeMap::new();
+        for event in events {
+            by_program.entry(program_of(event)).or_default().push(event);
+        }
+        let mut report = WriteReport::default();
+        let mut counted: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (program, events) in by_program {
+            let written = self.write_program(program, events).await;
+            if let Some(program) = program {
+                let ids = counted.entry(program).or_default();
+                ids.extend(written.stored.iter().chain(&written.duplicates).cloned());
             }
-            if let Err(failure) = self.write_chunk(requests).await {
-                unwritten.extend(failure.unwritten.iter().filter_map(request_id));
-                last_error = Some(failure.error);
+            report.stored.extend(written.stored);
+            report.duplicates.extend(written.duplicates);
+            report.failed.extend(written.failed);
+        }
+        let programs = counted
+            .iter()
+            .filter(|(_, ids)| !ids.is_empty())
+            .map(|(program, _)| *program);
+        match self.read_counts(programs).await {
+            Ok(counts) => report.counts = counts,
+            Err((program, error)) => {
+                // Stored, but their count is unknown: redelivered, they are duplicates
+                // whose count is read again.
+                tracing::warn!(%program, %error, "cannot read the program counts");
+                let unknown: Vec<String> = counted.into_values().flatten().collect();
+                report.stored.retain(|id| !unknown.contains(id));
+                report.duplicates.retain(|id| !unknown.contains(id));
+                for id in unknown {
+                    let copy = ClassifiedError::new(error.kind(), error.to_string());
+                    report.failed.push((id, copy));
+                }
             }
         }
-        match last_error {
-            None => Ok(()),
-            Some(error) => Err(StoreFailure {
-                unwritten: Some(unwritten),
-                error,
-            }),
-        }
+        report
     }
 }
 
@@ -250,14 +440,6 @@ pub fn to_item(stored: &StoredEvent) -> HashMap<String, AttributeValue> {
         }
     }
     item
-}
-
-/// The message id of a put request.
-fn request_id(request: &WriteRequest) -> Option<String> {
-    match request.put_request()?.item().get(item::ID)? {
-        AttributeValue::S(id) => Some(id.clone()),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use plugin_engine::{CoreDataLookup, NoCoreData};
 use retry_policy::aws::failure;
 use settings::Secret;
 
-use super::{ConsumerConfig, DynamoDbStore, SqsDeadLetters};
+use super::sqs::LetterOverflow;
+use super::{ConsumerConfig, DynamoDbAttempts, DynamoDbStore, SqsDeadLetters};
 use crate::dead_letter::{DeadLetterSink, LoggedDeadLetters};
 use crate::handler::{ChainSource, Consumer};
 use crate::init::{InitError, InitReport, load_chain, registry_chains};
@@ -38,16 +39,19 @@ pub async fn aws_consumer(config: &ConsumerConfig) -> Result<(Consumer, InitRepo
         }
     };
     let dead_letters: Arc<dyn DeadLetterSink> = match &config.dead_letter_queue_url {
-        Some(url) => Arc::new(SqsDeadLetters::new(aws_sdk_sqs::Client::new(&aws), url)),
+        Some(url) => Arc::new(SqsDeadLetters::new(
+            aws_sdk_sqs::Client::new(&aws),
+            url,
+            letter_overflow(config, &aws),
+        )),
         None => {
             tracing::warn!("DEAD_LETTER_QUEUE_URL is not set: dead letters are only logged");
             Arc::new(LoggedDeadLetters)
         }
     };
-    let store = Arc::new(DynamoDbStore::new(
-        aws_sdk_dynamodb::Client::new(&aws),
-        &config.dynamodb_table,
-    ));
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let store = Arc::new(DynamoDbStore::new(dynamodb.clone(), &config.dynamodb_table));
+    let attempts = Arc::new(DynamoDbAttempts::new(dynamodb, &config.dynamodb_table));
     let backends = started.elapsed();
     let (lookup, updates): (Arc<dyn CoreDataLookup>, Arc<dyn CoreDataUpdates>) = match redis {
         Some(redis) => (Arc::new(redis.clone()), Arc::new(redis)),
@@ -67,7 +71,23 @@ pub async fn aws_consumer(config: &ConsumerConfig) -> Result<(Consumer, InitRepo
         };
     report.backends = backends;
     report.total = started.elapsed();
-    Ok((Consumer::new(chains, store, dead_letters, updates), report))
+    let consumer = Consumer::new(chains, store, dead_letters, updates)
+        .with_attempts(attempts, config.max_record_attempts);
+    Ok((consumer, report))
+}
+
+/// Where letters too large for SQS go: `dead-letters/` in the configured bucket.
+fn letter_overflow(config: &ConsumerConfig, aws: &aws_config::SdkConfig) -> Option<LetterOverflow> {
+    let bucket = config.large_letter_bucket()?;
+    let mut s3 = aws_sdk_s3::config::Builder::from(aws);
+    if let Some(endpoint) = &config.registry.s3_endpoint_url {
+        s3 = s3.endpoint_url(endpoint).force_path_style(true);
+    }
+    Some(LetterOverflow {
+        client: aws_sdk_s3::Client::from_conf(s3.build()),
+        bucket: bucket.to_owned(),
+        prefix: "dead-letters/".to_owned(),
+    })
 }
 
 /// The Redis AUTH token read from Secrets Manager once, when the configuration names a

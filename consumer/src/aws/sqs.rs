@@ -1,5 +1,7 @@
 //! Dead letters to an SQS queue: the letter as a JSON body, with the kind, reason and
-//! plugin version also as message attributes for filtering and redrive tooling.
+//! plugin version also as message attributes for filtering and redrive tooling. A
+//! letter too large for SQS (256 KiB) is written whole to S3 and the queue gets it
+//! without its data, pointing at the object (`dataLocation`).
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
@@ -28,20 +30,81 @@ pub mod attribute {
 /// reasons are cut (the body keeps the full text).
 const MAX_ATTRIBUTE_CHARS: usize = 1024;
 
+/// Letters whose body is larger than this go to S3 (SQS takes 256 KiB with the
+/// attributes).
+pub const MAX_QUEUED_LETTER_BYTES: usize = 200 * 1024;
+
+/// Where letters too large for the queue are written: a bucket and a key prefix.
+#[derive(Clone, Debug)]
+pub struct LetterOverflow {
+    /// The S3 client.
+    pub client: aws_sdk_s3::Client,
+    /// The bucket.
+    pub bucket: String,
+    /// The key prefix, e.g. `dead-letters/`.
+    pub prefix: String,
+}
+
 /// Dead letters sent to one SQS queue.
 #[derive(Clone, Debug)]
 pub struct SqsDeadLetters {
     client: Client,
     queue_url: String,
+    overflow: Option<LetterOverflow>,
 }
 
 impl SqsDeadLetters {
-    /// Dead letters sent to `queue_url` through `client`.
-    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+    /// Dead letters sent to `queue_url` through `client`; letters too large for the
+    /// queue go to `overflow` (without one, they are refused as a permanent failure).
+    pub fn new(
+        client: Client,
+        queue_url: impl Into<String>,
+        overflow: Option<LetterOverflow>,
+    ) -> Self {
         Self {
             client,
             queue_url: queue_url.into(),
+            overflow,
         }
+    }
+
+    /// The body to queue for `letter`: the letter itself, or, when it is too large,
+    /// the letter without its data pointing at the copy written to S3.
+    async fn body(&self, letter: &DeadLetter) -> Result<String, DeadLetterError> {
+        let json = letter.to_json();
+        if json.len() <= MAX_QUEUED_LETTER_BYTES {
+            return Ok(json);
+        }
+        let Some(overflow) = &self.overflow else {
+            return Err(self.error(ClassifiedError::new(
+                ErrorKind::Permanent,
+                format!(
+                    "the letter is {} bytes, more than the queue takes, and no bucket is configured for large letters",
+                    json.len()
+                ),
+            )));
+        };
+        let key = format!(
+            "{}{}.json",
+            overflow.prefix,
+            letter.record_id.replace(['/', '#'], "_")
+        );
+        overflow
+            .client
+            .put_object()
+            .bucket(&overflow.bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(json.into_bytes().into())
+            .send()
+            .await
+            .map_err(|error| self.error(failure("PutObject", error)))?;
+        let pointer = DeadLetter {
+            data_base64: String::new(),
+            data_location: Some(format!("s3://{}/{key}", overflow.bucket)),
+            ..letter.clone()
+        };
+        Ok(pointer.to_json())
     }
 
     fn error(&self, source: ClassifiedError) -> DeadLetterError {
@@ -59,7 +122,7 @@ impl DeadLetterSink for SqsDeadLetters {
             .client
             .send_message()
             .queue_url(&self.queue_url)
-            .message_body(letter.to_json());
+            .message_body(self.body(letter).await?);
         let attributes = [
             (attribute::KIND, Some(letter.kind.as_str())),
             (attribute::REASON, Some(letter.reason.as_str())),

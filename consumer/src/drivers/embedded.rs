@@ -29,10 +29,16 @@ pub struct EmbeddedOptions {
     pub batch_size: usize,
     /// Wait before looking again when the log has nothing new.
     pub idle_wait: Duration,
-    /// Waits before reading failed records again (records are retried until they
-    /// succeed, as the stream would redeliver them; the wait grows per failed batch).
+    /// Waits before reading failed records again (as the stream would redeliver them;
+    /// the wait grows per failed batch). A record that keeps failing becomes a dead
+    /// letter at the consumer's attempt limit, so it never stalls the log.
     pub retry: RetryPolicy,
+    /// Handled records kept in the log for replay; older handled ones are removed.
+    pub keep_handled: u64,
 }
+
+/// Batches handled between two trims of the log.
+const BATCHES_PER_TRIM: u32 = 50;
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
@@ -41,6 +47,7 @@ impl Default for EmbeddedOptions {
             batch_size: 100,
             idle_wait: Duration::from_millis(20),
             retry: RetryPolicy::forever(Duration::from_millis(100), Duration::from_secs(5)),
+            keep_handled: 100_000,
         }
     }
 }
@@ -75,9 +82,19 @@ pub async fn run_embedded_with(
 ) {
     tokio::pin!(shutdown);
     let mut delays = options.retry.delays();
+    let mut batches_since_trim = 0;
     tracing::info!(log = %log.path().display(), reader = %options.reader, "embedded consumer started");
     loop {
-        let wait = match consume_batch(&log, &consumer, &options).await {
+        let result = consume_batch(&log, &consumer, &options).await;
+        let idle = matches!(&result, Ok(report) if report.records == 0);
+        if !idle {
+            batches_since_trim += 1;
+        }
+        if batches_since_trim >= BATCHES_PER_TRIM || (idle && batches_since_trim > 0) {
+            batches_since_trim = 0;
+            trim(&log, options.keep_handled).await;
+        }
+        let wait = match result {
             Ok(report) if report.records == 0 => {
                 delays = options.retry.delays();
                 options.idle_wait
@@ -136,6 +153,15 @@ pub async fn consume_batch(
         blocking(log, move |log| log.set_checkpoint(&reader, sequence)).await?;
     }
     Ok(report)
+}
+
+/// Removes handled records beyond the `keep` most recent from the log.
+async fn trim(log: &EmbeddedLog, keep: u64) {
+    match blocking(log, move |log| log.trim_consumed(keep)).await {
+        Ok(0) => {}
+        Ok(removed) => tracing::debug!(removed, "handled records trimmed from the log"),
+        Err(error) => tracing::warn!(%error, "cannot trim the embedded log"),
+    }
 }
 
 fn stream_record(record: LogRecord) -> StreamRecord {

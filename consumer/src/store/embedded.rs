@@ -1,18 +1,29 @@
 //! The embedded event store: accepted events in a `redb` file, keyed by message id, for
-//! the host's embedded mode. Each event is kept as its protobuf stream record.
+//! the host's embedded mode. Each event is kept as its protobuf stream record; a second
+//! table counts the events stored per program, updated in the same transaction.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use contract::TrackingEvent;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use retry_policy::{ClassifiedError, ErrorKind};
+use retry_policy::{ClassifiedError, Classify, ErrorKind};
 
-use super::{EventStore, StoreError, StoreFailure, StoredEvent};
+use super::{EventStore, StoredEvent, WriteReport, program_of};
 
 /// Message id → protobuf `TrackingEvent` (with the plugins that processed it).
 const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events");
+/// Program id → events stored for it.
+const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("program_counts");
+
+/// An event to write: its id, its program and its encoded record.
+struct Encoded {
+    id: String,
+    program: Option<String>,
+    bytes: Vec<u8>,
+}
 
 /// Accepted events in an embedded database file; cheap to clone.
 #[derive(Clone)]
@@ -67,6 +78,17 @@ impl EmbeddedStore {
         Ok(store)
     }
 
+    /// Events stored for `program_id`.
+    pub fn count(&self, program_id: &str) -> Result<u64, EmbeddedStoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(COUNTS)?;
+            Ok(table
+                .get(program_id)?
+                .map(|count| count.value())
+                .unwrap_or(0))
+        })
+    }
+
     /// The stored event with message id `id`.
     pub fn get(&self, id: &str) -> Result<Option<StoredEvent>, EmbeddedStoreError> {
         let bytes = self.read(|txn| {
@@ -103,18 +125,39 @@ impl EmbeddedStore {
         Ok(self.len()? == 0)
     }
 
-    /// Writes `events` in one committed transaction (blocking).
-    fn write_all(&self, events: &[(String, Vec<u8>)]) -> Result<(), EmbeddedStoreError> {
-        let run = || -> Result<(), redb::Error> {
+    /// Writes the events not stored yet and counts them per program, in one committed
+    /// transaction (blocking); reports the rest as duplicates.
+    fn write_all(&self, events: &[Encoded]) -> Result<WriteReport, EmbeddedStoreError> {
+        let run = || -> Result<WriteReport, redb::Error> {
+            let mut report = WriteReport::default();
             let txn = self.db.begin_write()?;
             {
                 let mut table = txn.open_table(EVENTS)?;
-                for (id, bytes) in events {
-                    table.insert(id.as_str(), bytes.as_slice())?;
+                let mut counts = txn.open_table(COUNTS)?;
+                for event in events {
+                    let new = table.get(event.id.as_str())?.is_none();
+                    if new {
+                        table.insert(event.id.as_str(), event.bytes.as_slice())?;
+                        report.stored.push(event.id.clone());
+                    } else {
+                        report.duplicates.push(event.id.clone());
+                    }
+                    let Some(program) = &event.program else {
+                        continue;
+                    };
+                    let count = counts
+                        .get(program.as_str())?
+                        .map(|c| c.value())
+                        .unwrap_or(0)
+                        + u64::from(new);
+                    if new {
+                        counts.insert(program.as_str(), count)?;
+                    }
+                    report.counts.insert(program.clone(), count);
                 }
             }
             txn.commit()?;
-            Ok(())
+            Ok(report)
         };
         run().map_err(|source| self.store_error(source))
     }
@@ -147,15 +190,19 @@ impl EmbeddedStore {
 
 #[async_trait]
 impl EventStore for EmbeddedStore {
-    async fn put(&self, events: &[StoredEvent]) -> Result<(), StoreFailure> {
-        let encoded: Vec<(String, Vec<u8>)> = events
+    async fn put(&self, events: &[StoredEvent]) -> WriteReport {
+        let encoded: Vec<Encoded> = events
             .iter()
-            .map(|event| (event.event.id.clone(), event.to_record().to_bytes()))
+            .map(|event| Encoded {
+                id: event.event.id.clone(),
+                program: program_of(event).map(str::to_owned),
+                bytes: event.to_record().to_bytes(),
+            })
             .collect();
         let store = self.clone();
         let written = tokio::task::spawn_blocking(move || store.write_all(&encoded)).await;
         let error = match written {
-            Ok(Ok(())) => return Ok(()),
+            Ok(Ok(report)) => return report,
             Ok(Err(error)) => {
                 ClassifiedError::caused_by(ErrorKind::Transient, error.to_string(), error)
             }
@@ -165,10 +212,17 @@ impl EventStore for EmbeddedStore {
                 join,
             ),
         };
-        Err(StoreFailure {
-            unwritten: None,
-            error: StoreError::Backend(error),
-        })
+        WriteReport {
+            failed: events
+                .iter()
+                .map(|event| {
+                    let copy = ClassifiedError::new(error.kind(), error.to_string());
+                    (event.event.id.clone(), copy)
+                })
+                .collect(),
+            counts: BTreeMap::new(),
+            ..WriteReport::default()
+        }
     }
 }
 
@@ -206,12 +260,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn writing_the_same_event_twice_keeps_one_copy_that_reads_back_equal() {
+    async fn writing_the_same_event_twice_keeps_one_copy_and_counts_it_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(&dir.path().join("events.redb")).unwrap();
-        store.put(&[stored("a"), stored("b")]).await.unwrap();
-        store.put(&[stored("a")]).await.unwrap();
+        let first = store.put(&[stored("a"), stored("b")]).await;
+        assert_eq!(first.stored, ["a", "b"]);
+        assert_eq!(first.counts["212313"], 2);
+        let again = store.put(&[stored("a")]).await;
+        assert!(again.stored.is_empty());
+        assert_eq!(again.duplicates, ["a"]);
+        assert_eq!(again.counts["212313"], 2);
         assert_eq!(store.len().unwrap(), 2);
+        assert_eq!(store.count("212313").unwrap(), 2);
         assert_eq!(store.get("a").unwrap(), Some(stored("a")));
         assert_eq!(store.get("missing").unwrap(), None);
         let ids: Vec<_> = store
@@ -221,5 +281,17 @@ mod tests {
             .map(|event| event.event.id)
             .collect();
         assert_eq!(ids, ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn a_stored_event_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("events.redb")).unwrap();
+        store.put(&[stored("a")]).await;
+        let mut forged = stored("a");
+        forged.event.payload = b"overwritten".to_vec();
+        let report = store.put(&[forged]).await;
+        assert_eq!(report.duplicates, ["a"]);
+        assert_eq!(store.get("a").unwrap(), Some(stored("a")));
     }
 }

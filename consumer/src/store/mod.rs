@@ -3,10 +3,12 @@
 
 pub mod embedded;
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
-use contract::{PluginStamp, TrackingEvent};
+use contract::{PluginStamp, TrackingEvent, attribute};
 use plugin_engine::Event;
-use retry_policy::{ClassifiedError, Classify, ErrorKind};
+use retry_policy::ClassifiedError;
 
 pub use embedded::EmbeddedStore;
 
@@ -47,44 +49,35 @@ impl StoredEvent {
     }
 }
 
-/// A write that did not (entirely) happen.
-#[derive(Debug)]
-pub struct StoreFailure {
-    /// Ids of the events that were not written; `None` when none was.
-    pub unwritten: Option<Vec<String>>,
-    /// What went wrong, with its kind.
-    pub error: StoreError,
+/// What one write did, per event.
+#[derive(Debug, Default)]
+pub struct WriteReport {
+    /// Ids of the events written now.
+    pub stored: Vec<String>,
+    /// Ids of the events already stored (a redelivery): left as they were and not
+    /// counted again.
+    pub duplicates: Vec<String>,
+    /// Events not written, and why; the error's kind tells a failure worth retrying
+    /// from one that will never succeed (an item the store refuses as it is).
+    pub failed: Vec<(String, ClassifiedError)>,
+    /// Events stored per program, in all, after the write: for every program that a
+    /// stored or duplicate event names.
+    pub counts: BTreeMap<String, u64>,
 }
 
-/// Why the event store could not write.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The backend kept refusing part of a batch (throttling) after every retry.
-    #[error("{count} events still unprocessed after {attempts} attempts")]
-    Unprocessed {
-        /// Events left.
-        count: usize,
-        /// Attempts made.
-        attempts: usize,
-    },
-    /// The backend call failed.
-    #[error(transparent)]
-    Backend(#[from] ClassifiedError),
-}
-
-impl Classify for StoreError {
-    fn kind(&self) -> ErrorKind {
-        match self {
-            StoreError::Unprocessed { .. } => ErrorKind::Throttled,
-            StoreError::Backend(error) => error.kind(),
-        }
-    }
-}
-
-/// Where accepted events are written. Writes are idempotent by event id: writing the
-/// same event again (a redelivered record) leaves one copy.
+/// Where accepted events are written. Each event is written only if no event with its
+/// id is stored yet, and counted for its program in the same atomic write, so a
+/// redelivered record neither overwrites nor counts twice.
 #[async_trait]
 pub trait EventStore: Send + Sync {
-    /// Writes `events`; on failure says which were not written.
-    async fn put(&self, events: &[StoredEvent]) -> Result<(), StoreFailure>;
+    /// Writes `events`; says what became of each.
+    async fn put(&self, events: &[StoredEvent]) -> WriteReport;
+}
+
+/// The program an event counts for, if any.
+pub fn program_of(event: &StoredEvent) -> Option<&str> {
+    event
+        .event
+        .attribute(attribute::PROGRAM_ID)
+        .filter(|program| !program.is_empty())
 }

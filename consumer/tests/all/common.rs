@@ -170,7 +170,9 @@ pub async fn scan_ids(client: &aws_sdk_dynamodb::Client, table: &str) -> Vec<Str
             .await
             .expect("scan the table");
         for item in output.items() {
-            if let Some(AttributeValue::S(id)) = item.get("id") {
+            if let Some(AttributeValue::S(id)) = item.get("id")
+                && adtrack_consumer::aws::dynamodb::is_event_id(id)
+            {
                 ids.push(id.clone());
             }
         }
@@ -181,4 +183,31 @@ pub async fn scan_ids(client: &aws_sdk_dynamodb::Client, table: &str) -> Vec<Str
     }
     ids.sort();
     ids
+}
+
+/// Creates a Kinesis stream of `shards` shards and waits until it is active.
+pub async fn create_stream(client: &aws_sdk_kinesis::Client, stream: &str, shards: i32) {
+    client
+        .create_stream()
+        .stream_name(stream)
+        .shard_count(shards)
+        .send()
+        .await
+        .expect("create the Kinesis stream");
+    for _ in 0..100 {
+        let description = client
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .expect("describe the stream");
+        let status = description
+            .stream_description_summary()
+            .map(|summary| summary.stream_status().clone());
+        if status == Some(aws_sdk_kinesis::types::StreamStatus::Active) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("stream {stream} did not become active");
 }

@@ -10,7 +10,7 @@ use adtrack_consumer::dead_letter::LoggedDeadLetters;
 use adtrack_consumer::init::load_chain;
 use adtrack_consumer::{Consumer, StreamRecord};
 use contract::redis_names as names;
-use core_data::{CoreDataUpdates, ProgramActivity, RedisCoreData};
+use core_data::{CoreDataUpdates, ProgramCount, RedisCoreData};
 use futures::StreamExt;
 use plugin_engine::CoreDataLookup;
 use redis::AsyncCommands;
@@ -112,7 +112,7 @@ async fn stored_events_update_the_program_and_a_subscriber_sees_the_notification
 }
 
 #[tokio::test]
-async fn activity_for_an_unknown_program_does_not_create_it() {
+async fn a_count_for_an_unknown_program_does_not_create_it() {
     let emulators = emulators();
     let redis = RedisCoreData::connect(
         &emulators.redis_url.as_str().into(),
@@ -123,9 +123,9 @@ async fn activity_for_an_unknown_program_does_not_create_it() {
     .unwrap();
     let program_id = unique_program_id();
     redis
-        .record_activity(&[ProgramActivity {
+        .publish_counts(&[ProgramCount {
             program_id: program_id.clone(),
-            message_ids: vec!["m-1".into()],
+            event_count: 1,
             last_seen_ms: 5,
         }])
         .await

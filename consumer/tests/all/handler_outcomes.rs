@@ -1,55 +1,62 @@
 //! What the handler does with each kind of record, with the real example plugins and
 //! in-memory backends (no emulators needed).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use crate::common::*;
 use adtrack_consumer::dead_letter::{DeadLetter, DeadLetterError, DeadLetterKind, DeadLetterSink};
 use adtrack_consumer::init::load_chain;
-use adtrack_consumer::store::{EventStore, StoreError, StoreFailure, StoredEvent};
+use adtrack_consumer::store::{EventStore, StoredEvent, WriteReport, program_of};
 use adtrack_consumer::{Consumer, StreamRecord};
 use async_trait::async_trait;
 use contract::redis_names as names;
 use core_data::{CoreDataUpdates, InProcessCoreData};
 use retry_policy::{ClassifiedError, ErrorKind};
 
-/// Keeps what it is given; refuses the ids in `refuse`, or everything when `down`.
+/// Keeps what it is given, each id once, counting per program as a real store does;
+/// refuses the ids in `refuse` with their kind of failure, or everything when `down`.
 #[derive(Default)]
 struct MemoryStore {
     events: Mutex<Vec<StoredEvent>>,
-    refuse: HashSet<String>,
+    counts: Mutex<BTreeMap<String, u64>>,
+    refuse: HashMap<String, ErrorKind>,
     down: bool,
 }
 
 #[async_trait]
 impl EventStore for MemoryStore {
-    async fn put(&self, events: &[StoredEvent]) -> Result<(), StoreFailure> {
-        if self.down {
-            return Err(StoreFailure {
-                unwritten: None,
-                error: StoreError::Backend(ClassifiedError::new(
-                    ErrorKind::Transient,
-                    "store is down",
-                )),
-            });
+    async fn put(&self, events: &[StoredEvent]) -> WriteReport {
+        let mut report = WriteReport::default();
+        let mut stored = self.events.lock().unwrap();
+        let mut counts = self.counts.lock().unwrap();
+        for event in events {
+            let id = event.event.id.clone();
+            let refusal = match self.refuse.get(&id) {
+                _ if self.down => Some(ErrorKind::Transient),
+                refusal => refusal.copied(),
+            };
+            if let Some(kind) = refusal {
+                report
+                    .failed
+                    .push((id, ClassifiedError::new(kind, "store is down")));
+                continue;
+            }
+            let new = !stored.iter().any(|known| known.event.id == id);
+            let program = program_of(event).map(str::to_owned);
+            if new {
+                stored.push(event.clone());
+                report.stored.push(id);
+            } else {
+                report.duplicates.push(id);
+            }
+            if let Some(program) = program {
+                let count = counts.entry(program.clone()).or_default();
+                *count += u64::from(new);
+                report.counts.insert(program, *count);
+            }
         }
-        let (refused, accepted): (Vec<_>, Vec<_>) = events
-            .iter()
-            .cloned()
-            .partition(|event| self.refuse.contains(&event.event.id));
-        self.events.lock().unwrap().extend(accepted);
-        if refused.is_empty() {
-            Ok(())
-        } else {
-            Err(StoreFailure {
-                unwritten: Some(refused.into_iter().map(|event| event.event.id).collect()),
-                error: StoreError::Unprocessed {
-                    count: 1,
-                    attempts: 6,
-                },
-            })
-        }
+        report
     }
 }
 
@@ -168,7 +175,7 @@ async fn good_records_are_stored_bad_ones_dead_lettered_and_none_reported_failed
 #[tokio::test]
 async fn only_the_records_whose_events_were_not_written_are_reported_failed() {
     let store = Arc::new(MemoryStore {
-        refuse: HashSet::from(["msg-2".to_owned()]),
+        refuse: HashMap::from([("msg-2".to_owned(), ErrorKind::Throttled)]),
         ..MemoryStore::default()
     });
     let consumer = consumer(
@@ -255,4 +262,99 @@ async fn the_same_message_twice_in_one_batch_is_written_once() {
         .await;
     assert!(report.failures.is_empty());
     assert_eq!(store.events.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_event_the_store_refuses_as_it_is_becomes_a_dead_letter_with_its_data() {
+    let store = Arc::new(MemoryStore {
+        refuse: HashMap::from([("msg-2".to_owned(), ErrorKind::Permanent)]),
+        ..MemoryStore::default()
+    });
+    let dead_letters = Arc::new(MemoryDeadLetters::default());
+    let consumer = consumer(
+        store.clone(),
+        dead_letters.clone(),
+        Arc::new(InProcessCoreData::new()),
+    )
+    .await;
+    let refused = record("2", good_record("msg-2", "1"));
+    let report = consumer
+        .handle(vec![
+            record("1", good_record("msg-1", "1")),
+            refused.clone(),
+        ])
+        .await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(report.stored_events, 1);
+    let letters = dead_letters.letters.lock().unwrap().clone();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].kind, DeadLetterKind::Unstorable);
+    assert_eq!(letters[0].record().unwrap(), refused);
+}
+
+#[tokio::test]
+async fn a_record_failing_on_every_attempt_becomes_a_dead_letter_at_the_last_attempt() {
+    let store = Arc::new(MemoryStore {
+        refuse: HashMap::from([("msg-2".to_owned(), ErrorKind::Transient)]),
+        ..MemoryStore::default()
+    });
+    let dead_letters = Arc::new(MemoryDeadLetters::default());
+    let consumer = consumer(
+        store.clone(),
+        dead_letters.clone(),
+        Arc::new(InProcessCoreData::new()),
+    )
+    .await;
+    let failing = record("2", good_record("msg-2", "1"));
+    for attempt in 1..=3 {
+        let report = consumer.handle(vec![failing.clone()]).await;
+        let failed: Vec<_> = report.failed_ids().collect();
+        if attempt < 3 {
+            assert_eq!(failed, ["2"], "attempt {attempt}");
+        } else {
+            assert!(failed.is_empty(), "attempt {attempt}: {failed:?}");
+            assert_eq!(report.dead_lettered, 1);
+        }
+    }
+    let letters = dead_letters.letters.lock().unwrap().clone();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].kind, DeadLetterKind::Exhausted);
+    assert!(
+        letters[0].reason.starts_with("failed 3 times"),
+        "{}",
+        letters[0].reason
+    );
+    assert_eq!(letters[0].record().unwrap(), failing);
+}
+
+#[tokio::test]
+async fn a_batch_delivered_three_times_is_stored_and_counted_once() {
+    let store = Arc::new(MemoryStore::default());
+    let core_data = InProcessCoreData::new();
+    core_data.put_program(
+        "212313",
+        program_fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let consumer = consumer(
+        store.clone(),
+        Arc::new(MemoryDeadLetters::default()),
+        Arc::new(core_data.clone()),
+    )
+    .await;
+    let batch = vec![
+        record("1", good_record("msg-1", "212313")),
+        record("2", good_record("msg-2", "212313")),
+    ];
+    let mut duplicates = 0;
+    for _ in 0..3 {
+        let report = consumer.handle(batch.clone()).await;
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        duplicates += report.duplicate_events;
+    }
+    assert_eq!(store.events.lock().unwrap().len(), 2);
+    assert_eq!(duplicates, 4);
+    let program = core_data.program("212313").unwrap();
+    assert_eq!(program[names::EVENT_COUNT_FIELD], "2");
 }

@@ -5,7 +5,9 @@
 
 mod common;
 mod core_data_updates;
+mod dynamodb_store;
 mod embedded_mode;
 mod handler_outcomes;
 mod lambda_emulator;
+mod replay;
 mod stream_to_dynamodb;

@@ -6,41 +6,16 @@ use std::sync::Arc;
 use crate::common::*;
 use adtrack_consumer::Consumer;
 use adtrack_consumer::aws::DynamoDbStore;
+use adtrack_consumer::aws::dynamodb::{counter_id, item};
 use adtrack_consumer::aws::kinesis_poller::KinesisPoller;
 use adtrack_consumer::dead_letter::JsonLinesDeadLetters;
 use adtrack_consumer::init::load_chain;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use contract::redis_names as names;
 use core_data::RedisCoreData;
 use redis::AsyncCommands;
-
-async fn create_stream(client: &aws_sdk_kinesis::Client, stream: &str, shards: i32) {
-    client
-        .create_stream()
-        .stream_name(stream)
-        .shard_count(shards)
-        .send()
-        .await
-        .expect("create the Kinesis stream");
-    for _ in 0..100 {
-        let description = client
-            .describe_stream_summary()
-            .stream_name(stream)
-            .send()
-            .await
-            .expect("describe the stream");
-        let status = description
-            .stream_description_summary()
-            .map(|summary| summary.stream_status().clone());
-        if status == Some(StreamStatus::Active) {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("stream {stream} did not become active");
-}
 
 async fn put_records(
     client: &aws_sdk_kinesis::Client,
@@ -163,6 +138,18 @@ async fn events_put_on_the_stream_are_stored_exactly_once_even_when_delivered_tw
         .await
         .unwrap();
     assert_eq!(count, 60, "a redelivered event is counted once");
+    let counter = dynamodb
+        .get_item()
+        .table_name(&table)
+        .key("id", AttributeValue::S(counter_id(&program_id)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        counter.item().expect("the program's counter")[item::EVENT_COUNT],
+        AttributeValue::N("60".into()),
+        "the store counts each event once"
+    );
     let last_seen: u64 = admin
         .hget(names::program_key(&program_id), names::LAST_SEEN_FIELD)
         .await

@@ -1,5 +1,5 @@
 //! Event attribute names the host, the consumer and the example plugins agree on; each
-//! maps onto a field of the original `TrackingEvent`.
+//! maps onto a field of the original `TrackingEvent`, except [`CLIENT_EVENT_ID`].
 
 /// The client's user agent.
 pub const USER_AGENT: &str = "userAgent";
@@ -15,3 +15,5 @@ pub const CUSTOMER_ID: &str = "customerId";
 pub const CUSTOMER_NAME: &str = "customerName";
 /// `true` once validation accepted the event.
 pub const VALID: &str = "valid";
+/// The id a client gave an event it posted; the event's own id is assigned by the host.
+pub const CLIENT_EVENT_ID: &str = "clientEventId";

@@ -1,8 +1,8 @@
 //! Core data kept in the process: the embedded default of the host and the tests'
-//! stand-in for Redis, with the same semantics (fields set like `HSET`, activity counted
-//! once per message id, changes announced to subscribers).
+//! stand-in for Redis, with the same semantics (fields set like `HSET`, counts that only
+//! move forward, changes announced to subscribers).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     BackendStatus, CoreDataError, CoreDataStore, CoreDataUpdateError, CoreDataUpdates,
-    ProgramActivity, UPDATE_BUFFER,
+    ProgramCount, UPDATE_BUFFER,
 };
 
 /// Programs' core data in memory; cheap to clone (clones share the table).
@@ -25,7 +25,6 @@ pub struct InProcessCoreData {
 #[derive(Default)]
 struct ProgramEntry {
     fields: BTreeMap<String, String>,
-    counted: HashSet<String>,
 }
 
 impl InProcessCoreData {
@@ -71,28 +70,18 @@ impl InProcessCoreData {
         }
     }
 
-    /// Adds one program's activity; returns whether its record changed.
-    fn record_one(entry: &mut ProgramEntry, activity: &ProgramActivity) -> bool {
-        let added = activity
-            .message_ids
-            .iter()
-            .filter(|id| entry.counted.insert((*id).clone()))
-            .count() as u64;
+    /// Moves one program's count and last-seen time forward; returns whether its
+    /// record changed.
+    fn publish_one(entry: &mut ProgramEntry, count: &ProgramCount) -> bool {
         let mut changed = false;
-        if added > 0 {
-            let count = numeric_field(&entry.fields, redis_names::EVENT_COUNT_FIELD);
-            entry.fields.insert(
-                redis_names::EVENT_COUNT_FIELD.into(),
-                (count + added).to_string(),
-            );
-            changed = true;
-        }
-        if activity.last_seen_ms > numeric_field(&entry.fields, redis_names::LAST_SEEN_FIELD) {
-            entry.fields.insert(
-                redis_names::LAST_SEEN_FIELD.into(),
-                activity.last_seen_ms.to_string(),
-            );
-            changed = true;
+        for (field, value) in [
+            (redis_names::EVENT_COUNT_FIELD, count.event_count),
+            (redis_names::LAST_SEEN_FIELD, count.last_seen_ms),
+        ] {
+            if value > numeric_field(&entry.fields, field) {
+                entry.fields.insert(field.into(), value.to_string());
+                changed = true;
+            }
         }
         changed
     }
@@ -147,20 +136,17 @@ impl CoreDataStore for InProcessCoreData {
 
 #[async_trait]
 impl CoreDataUpdates for InProcessCoreData {
-    async fn record_activity(
-        &self,
-        activity: &[ProgramActivity],
-    ) -> Result<(), CoreDataUpdateError> {
+    async fn publish_counts(&self, counts: &[ProgramCount]) -> Result<(), CoreDataUpdateError> {
         let changed: Vec<&str> = {
             let mut programs = self.programs();
-            activity
+            counts
                 .iter()
-                .filter(|program| {
+                .filter(|count| {
                     programs
-                        .get_mut(&program.program_id)
-                        .is_some_and(|entry| Self::record_one(entry, program))
+                        .get_mut(&count.program_id)
+                        .is_some_and(|entry| Self::publish_one(entry, count))
                 })
-                .map(|program| program.program_id.as_str())
+                .map(|count| count.program_id.as_str())
                 .collect()
         };
         for program_id in changed {

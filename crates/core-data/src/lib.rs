@@ -3,8 +3,8 @@
 //!
 //! Both sides use one pair of traits, so one backend serves both: [`CoreDataStore`]
 //! (read, write, remove, follow changes; the host's cache stage) and
-//! [`CoreDataUpdates`] (count stored events per program, idempotent per message id;
-//! the consumer). [`RedisCoreData`] is ElastiCache at scale; [`InProcessCoreData`] is
+//! [`CoreDataUpdates`] (publish each program's count of stored events, which the event
+//! store keeps exactly; the consumer). [`RedisCoreData`] is ElastiCache at scale; [`InProcessCoreData`] is
 //! the embedded default and the tests' stand-in. The Redis names are in
 //! [`contract::redis_names`].
 #![deny(missing_docs)]
@@ -45,28 +45,27 @@ pub trait CoreDataStore: Send + Sync {
     fn status(&self) -> BackendStatus;
 }
 
-/// Where program activity is recorded and announced. Updates are idempotent per message
-/// id, so a redelivered record is not counted twice. Only programs that exist in core
-/// data are updated; activity for unknown programs is ignored, so a consumer never
-/// makes up a program the host would then serve.
+/// Where the counts of stored events are published for the hosts. The event store
+/// counts each event once, in the same write that stores it; this side only holds the
+/// absolute totals it reports, so a redelivered batch cannot count twice and memory
+/// stays bounded. Counts and last-seen times only move forward (a late, smaller total
+/// from another consumer is ignored). Only programs that exist in core data are
+/// updated, so a consumer never makes up a program the host would then serve.
 #[async_trait]
 pub trait CoreDataUpdates: Send + Sync {
-    /// Adds `activity` to each program's core data and notifies subscribers of every
-    /// program that changed.
-    async fn record_activity(
-        &self,
-        activity: &[ProgramActivity],
-    ) -> Result<(), CoreDataUpdateError>;
+    /// Sets each program's count and last-seen time (when larger than what is there)
+    /// and notifies subscribers of every program that changed.
+    async fn publish_counts(&self, counts: &[ProgramCount]) -> Result<(), CoreDataUpdateError>;
 }
 
-/// What one batch stored for one program.
+/// One program's stored events, as the event store counts them.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProgramActivity {
+pub struct ProgramCount {
     /// The program.
     pub program_id: String,
-    /// Ids of the stored events; an id already counted is not counted again.
-    pub message_ids: Vec<String>,
-    /// The newest event's timestamp, ms since the Unix epoch.
+    /// Events stored for the program, in all.
+    pub event_count: u64,
+    /// The newest stored event's timestamp, ms since the Unix epoch (0: unknown).
     pub last_seen_ms: u64,
 }
 
@@ -89,10 +88,7 @@ pub struct NoCoreDataUpdates;
 
 #[async_trait]
 impl CoreDataUpdates for NoCoreDataUpdates {
-    async fn record_activity(
-        &self,
-        _activity: &[ProgramActivity],
-    ) -> Result<(), CoreDataUpdateError> {
+    async fn publish_counts(&self, _counts: &[ProgramCount]) -> Result<(), CoreDataUpdateError> {
         Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! Core data in Redis (ElastiCache): `HGETALL program:{id}` reads, `HSET`/`DEL` writes
 //! announced with `PUBLISH core-data-updates {id}`, one Lua script per program that
-//! counts new message ids, moves `lastSeenMs` forward and publishes the program id, and
+//! moves `eventCount` and `lastSeenMs` forward and publishes the program id, and
 //! a subscription to the updates channel that reconnects with backoff.
 
 use std::collections::HashMap;
@@ -21,32 +21,25 @@ use tokio::sync::mpsc;
 
 use crate::{
     BackendStatus, CoreDataError, CoreDataStore, CoreDataUpdateError, CoreDataUpdates,
-    ProgramActivity, RedisConfig, UPDATE_BUFFER,
+    ProgramCount, RedisConfig, UPDATE_BUFFER,
 };
 
-/// Counts a program's new message ids atomically, only if the program exists.
-/// KEYS: program hash, counted-ids set. ARGV: last seen ms, set TTL, channel, program id,
-/// field names (count, last seen), then the message ids.
-/// Returns the number of ids newly counted, or -1 when the program does not exist.
-const RECORD_ACTIVITY: &str = r"
+/// Moves a program's count and last-seen time forward atomically, only if the program
+/// exists, and announces the change. KEYS: program hash. ARGV: count field, count, last
+/// seen field, last seen ms, channel, program id.
+/// Returns 1 when the record changed, 0 when not, -1 when the program does not exist.
+const PUBLISH_COUNT: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local added = 0
-for i = 7, #ARGV do
-  added = added + redis.call('SADD', KEYS[2], ARGV[i])
+local changed = 0
+for i = 1, 3, 2 do
+  local current = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0') or 0
+  if tonumber(ARGV[i + 1]) > current then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    changed = 1
+  end
 end
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-local changed = false
-if added > 0 then
-  redis.call('HINCRBY', KEYS[1], ARGV[5], added)
-  changed = true
-end
-local last = tonumber(redis.call('HGET', KEYS[1], ARGV[6]) or '0') or 0
-if tonumber(ARGV[1]) > last then
-  redis.call('HSET', KEYS[1], ARGV[6], ARGV[1])
-  changed = true
-end
-if changed then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
-return added
+if changed == 1 then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
+return changed
 ";
 
 /// Waits between attempts to (re)subscribe while Redis is away.
@@ -122,7 +115,7 @@ impl RedisCoreData {
         Ok(Self {
             client,
             connection,
-            script: Script::new(RECORD_ACTIVITY),
+            script: Script::new(PUBLISH_COUNT),
             timeout,
             health: Arc::default(),
         })
@@ -209,20 +202,16 @@ impl RedisCoreData {
         receiver
     }
 
-    async fn record_one(&self, activity: &ProgramActivity) -> Result<i64, CoreDataError> {
+    async fn publish_one(&self, count: &ProgramCount) -> Result<i64, CoreDataError> {
         let mut invocation = self.script.prepare_invoke();
         invocation
-            .key(redis_names::program_key(&activity.program_id))
-            .key(redis_names::counted_set_key(&activity.program_id))
-            .arg(activity.last_seen_ms)
-            .arg(redis_names::COUNTED_SET_TTL_SECS)
-            .arg(redis_names::UPDATES_CHANNEL)
-            .arg(&activity.program_id)
+            .key(redis_names::program_key(&count.program_id))
             .arg(redis_names::EVENT_COUNT_FIELD)
-            .arg(redis_names::LAST_SEEN_FIELD);
-        for id in &activity.message_ids {
-            invocation.arg(id);
-        }
+            .arg(count.event_count)
+            .arg(redis_names::LAST_SEEN_FIELD)
+            .arg(count.last_seen_ms)
+            .arg(redis_names::UPDATES_CHANNEL)
+            .arg(&count.program_id);
         let mut connection = self.connection.clone();
         self.bounded(invocation.invoke_async(&mut connection)).await
     }
@@ -254,7 +243,6 @@ impl CoreDataStore for RedisCoreData {
 
     async fn remove(&self, key: &str) -> Result<(), CoreDataError> {
         let mut del = redis::cmd("DEL");
-        // The counted-ids set stays: a redelivered event is still counted only once.
         del.arg(redis_names::program_key(key));
         self.run::<i64>(del).await?;
         self.announce(key).await
@@ -321,22 +309,19 @@ impl RedisCoreData {
 
 #[async_trait]
 impl CoreDataUpdates for RedisCoreData {
-    async fn record_activity(
-        &self,
-        activity: &[ProgramActivity],
-    ) -> Result<(), CoreDataUpdateError> {
-        for program in activity {
-            match self.record_one(program).await {
+    async fn publish_counts(&self, counts: &[ProgramCount]) -> Result<(), CoreDataUpdateError> {
+        for count in counts {
+            match self.publish_one(count).await {
                 Ok(-1) => tracing::warn!(
-                    program = %program.program_id,
-                    "activity for a program without core data ignored"
+                    program = %count.program_id,
+                    "count for a program without core data ignored"
                 ),
-                Ok(added) => {
-                    tracing::debug!(program = %program.program_id, added, "core data updated")
+                Ok(changed) => {
+                    tracing::debug!(program = %count.program_id, count = count.event_count, changed, "core data updated")
                 }
                 Err(source) => {
                     return Err(CoreDataUpdateError {
-                        program_id: program.program_id.clone(),
+                        program_id: count.program_id.clone(),
                         source,
                     });
                 }

@@ -6,6 +6,11 @@
 //! restart resumes where it stopped. Every append and every checkpoint is one committed
 //! (fsynced) write transaction: what `append` returned survives a crash.
 //!
+//! Retention: [`EmbeddedLog::trim_consumed`] removes records every reader has handled,
+//! beyond the most recent ones kept for replay; records a reader has not handled are
+//! never removed. Opening the log compacts the file, returning the space of removed
+//! records to the file system (redb reuses it in between).
+//!
 //! All calls block on disk I/O; async callers run them on a blocking thread
 //! (`tokio::task::spawn_blocking`).
 #![deny(missing_docs)]
@@ -63,9 +68,13 @@ pub enum LogError {
 impl EmbeddedLog {
     /// Opens the log at `path`, creating the file (and its tables) if it does not exist.
     pub fn open(path: &Path) -> Result<Self, LogError> {
-        let db = Database::create(path).map_err(|source| LogError::Open {
+        let mut db = Database::create(path).map_err(|source| LogError::Open {
             path: path.to_owned(),
             source,
+        })?;
+        db.compact().map_err(|source| LogError::Store {
+            path: path.to_owned(),
+            source: Box::new(source.into()),
         })?;
         let log = Self {
             db: Arc::new(db),
@@ -144,6 +153,39 @@ impl EmbeddedLog {
         self.write(|txn| {
             txn.open_table(CHECKPOINTS)?.insert(reader, sequence)?;
             Ok(())
+        })
+    }
+
+    /// Removes the records that every reader has handled, except the `keep` most recent
+    /// of them (kept for replay) and the log's last record (which carries its sequence
+    /// numbering); returns how many were removed. Without readers nothing is removed.
+    pub fn trim_consumed(&self, keep: u64) -> Result<u64, LogError> {
+        self.write(|txn| {
+            let handled = {
+                let checkpoints = txn.open_table(CHECKPOINTS)?;
+                let mut lowest: Option<u64> = None;
+                for entry in checkpoints.iter()? {
+                    let sequence = entry?.1.value();
+                    lowest = Some(lowest.map_or(sequence, |low| low.min(sequence)));
+                }
+                lowest
+            };
+            let mut records = txn.open_table(RECORDS)?;
+            let Some(last) = records.last()?.map(|(sequence, _)| sequence.value()) else {
+                return Ok(0);
+            };
+            let Some(up_to) = handled
+                .map(|handled| handled.min(last - 1))
+                .and_then(|handled| handled.checked_sub(keep))
+            else {
+                return Ok(0);
+            };
+            let mut removed = 0;
+            for entry in records.extract_from_if(..=up_to, |_, _| true)? {
+                entry?;
+                removed += 1;
+            }
+            Ok(removed)
         })
     }
 
@@ -283,6 +325,46 @@ mod tests {
         assert_eq!(all.len(), 20);
         let sequences: Vec<_> = all.iter().map(|record| record.sequence).collect();
         assert_eq!(sequences, (1..=20).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn trimming_keeps_unhandled_records_the_most_recent_handled_ones_and_the_numbering() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(&dir.path().join("log.redb")).unwrap();
+        log.append(&records(&["a", "b", "c", "d", "e", "f"]))
+            .unwrap();
+        assert_eq!(log.trim_consumed(0).unwrap(), 0, "no reader yet");
+        log.set_checkpoint("fast", 6).unwrap();
+        log.set_checkpoint("slow", 4).unwrap();
+        assert_eq!(log.trim_consumed(1).unwrap(), 3);
+        let left: Vec<u64> = log
+            .read_after(None, 10)
+            .unwrap()
+            .iter()
+            .map(|record| record.sequence)
+            .collect();
+        assert_eq!(left, [4, 5, 6]);
+        log.set_checkpoint("slow", 6).unwrap();
+        assert_eq!(log.trim_consumed(0).unwrap(), 2);
+        assert_eq!(log.append(&records(&["g"])).unwrap(), [7]);
+    }
+
+    #[test]
+    fn reopening_compacts_a_trimmed_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.redb");
+        let log = EmbeddedLog::open(&path).unwrap();
+        let big: Vec<(String, Vec<u8>)> = (0..200)
+            .map(|i| (format!("k{i}"), vec![7u8; 16 * 1024]))
+            .collect();
+        log.append(&big).unwrap();
+        log.set_checkpoint("consumer", 200).unwrap();
+        log.trim_consumed(0).unwrap();
+        let before = std::fs::metadata(&path).unwrap().len();
+        drop(log);
+        EmbeddedLog::open(&path).unwrap();
+        let after = std::fs::metadata(&path).unwrap().len();
+        assert!(after < before / 2, "{before} -> {after} bytes");
     }
 
     #[test]

@@ -14,7 +14,10 @@ pub mod aws;
 use std::error::Error;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use backon::{BackoffBuilder, ExponentialBuilder};
+
+/// The waits of one retry loop ([`RetryPolicy::delays`]).
+pub use backon::ExponentialBackoff as Delays;
 
 /// What kind of failure an error is, which decides whether retrying can help.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -136,7 +139,7 @@ impl RetryPolicy {
 
     /// The waits between attempts, with jitter: an iterator that ends when the
     /// attempts are used up.
-    pub fn delays(&self) -> ExponentialBackoff {
+    pub fn delays(&self) -> Delays {
         let builder = ExponentialBuilder::default()
             .with_min_delay(self.first_delay)
             .with_max_delay(self.max_delay)

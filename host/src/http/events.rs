@@ -1,14 +1,19 @@
 //! `POST /events`: JSON-array or NDJSON batches for the generic pipeline.
 
+use std::cell::Cell;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
+use contract::identity::assign_output_ids;
 use plugin_engine::{Event, Outcome};
+use serde::de::{DeserializeSeed, Deserializer, Error as _, SeqAccess, Visitor};
 use sha2::{Digest, Sha256};
 
 use super::models::BatchResponse;
 use super::{ApiError, AppState, host_chain, put_on_stream, stream_entries};
+use crate::stream::partition_key_problem;
 use crate::views::{BatchResult, EventInput, OutcomeView};
 
 /// Runs a batch through the host chain and answers one result per input event, in
@@ -22,11 +27,13 @@ pub async fn ingest(
     let events = parse_batch(&headers, &body, state.max_batch_events)?;
     let active = state.releases.active();
     let (chain, release) = (host_chain(&active), active.number());
-    let outcomes = chain.process(events).await;
+    let ids: Vec<String> = events.iter().map(|event| event.id.clone()).collect();
+    let mut outcomes = chain.process(events).await;
     let mut results = Vec::with_capacity(outcomes.len());
     let mut entries = Vec::new();
-    for (index, outcome) in outcomes.iter().enumerate() {
-        if let Outcome::Accepted(events) = &outcome.outcome {
+    for (index, (outcome, id)) in outcomes.iter_mut().zip(&ids).enumerate() {
+        if let Outcome::Accepted(events) = &mut outcome.outcome {
+            assign_output_ids(id, events);
             entries.extend(stream_entries(events, &outcome.processed_by, release));
         }
         results.push(BatchResult {
@@ -40,7 +47,8 @@ pub async fn ingest(
     Ok(Json(BatchResponse { accepted, results }))
 }
 
-/// The events of a JSON-array or NDJSON body (`Content-Type: application/x-ndjson`).
+/// The events of a JSON-array or NDJSON body (`Content-Type: application/x-ndjson`),
+/// with their host-assigned ids. The event-count limit is enforced while parsing.
 fn parse_batch(
     headers: &HeaderMap,
     body: &[u8],
@@ -53,68 +61,156 @@ fn parse_batch(
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.contains("ndjson") || value.contains("jsonlines"));
-    let parsed: Vec<EventInput> = if ndjson {
-        text.lines()
-            .enumerate()
-            .filter(|(_, line)| !line.trim().is_empty())
-            .map(|(index, line)| {
-                serde_json::from_str(line)
-                    .map_err(|error| bad(format!("line {}: not an event: {error}", index + 1)))
-            })
-            .collect::<Result<_, _>>()?
+    let parsed = if ndjson {
+        parse_ndjson(text, max_events)?
     } else {
-        serde_json::from_str(text)
-            .map_err(|error| bad(format!("expected a JSON array of events: {error}")))?
+        parse_json_array(text, max_events)?
     };
     if parsed.is_empty() {
         return Err(bad("the batch holds no events".into()));
     }
-    if parsed.len() > max_events {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "{} events in one request; the limit is {max_events}",
-                parsed.len()
-            ),
-        ));
-    }
-    let resend_key = resend_key(headers, body)?;
+    let identity = request_identity(headers, body)?;
     parsed
         .into_iter()
         .enumerate()
-        .map(|(index, event)| {
-            event
-                .into_event(format!("{resend_key}-{index}"))
-                .map_err(|error| bad(format!("event {index}: {error}")))
+        .map(|(index, input)| {
+            let event = input
+                .into_ingested_event(message_id(&identity, index))
+                .map_err(|error| bad(format!("event {index}: {error}")))?;
+            if let Some(problem) = partition_key_problem(&event.key) {
+                return Err(bad(format!("event {index}: {problem}")));
+            }
+            Ok(event)
         })
         .collect()
+}
+
+/// 413: more events than one request may carry.
+fn too_many(max_events: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("more than {max_events} events in one request"),
+    )
+}
+
+/// NDJSON: lines are counted before any is parsed.
+fn parse_ndjson(text: &str, max_events: usize) -> Result<Vec<EventInput>, ApiError> {
+    let lines = || {
+        text.lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+    };
+    if lines().count() > max_events {
+        return Err(too_many(max_events));
+    }
+    lines()
+        .map(|(index, line)| {
+            serde_json::from_str(line).map_err(|error| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("line {}: not an event: {error}", index + 1),
+                )
+            })
+        })
+        .collect()
+}
+
+/// A JSON array, refused as soon as it holds one event more than the limit.
+fn parse_json_array(text: &str, max_events: usize) -> Result<Vec<EventInput>, ApiError> {
+    let exceeded = Cell::new(false);
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let parsed = BoundedEvents {
+        max_events,
+        exceeded: &exceeded,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|events| deserializer.end().map(|()| events));
+    match parsed {
+        Ok(events) => Ok(events),
+        Err(_) if exceeded.get() => Err(too_many(max_events)),
+        Err(error) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("expected a JSON array of events: {error}"),
+        )),
+    }
+}
+
+/// Deserializes a JSON array of events and stops at the first one over the limit.
+struct BoundedEvents<'a> {
+    max_events: usize,
+    exceeded: &'a Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for BoundedEvents<'_> {
+    type Value = Vec<EventInput>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BoundedEvents<'_> {
+    type Value = Vec<EventInput>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(formatter, "an array of at most {} events", self.max_events)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut events = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max_events));
+        while let Some(event) = seq.next_element()? {
+            if events.len() == self.max_events {
+                self.exceeded.set(true);
+                return Err(A::Error::custom("too many events"));
+            }
+            events.push(event);
+        }
+        Ok(events)
+    }
 }
 
 /// The longest `Idempotency-Key` accepted.
 const MAX_IDEMPOTENCY_KEY: usize = 128;
 
-/// What the ids of id-less events derive from, so that resending a request as it is
-/// (after a 503) gives its events the same ids: the `Idempotency-Key` header when the
-/// client sends one, else the sha256 of the body.
-fn resend_key(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> {
-    let Some(key) = headers.get("idempotency-key") else {
-        return Ok(hex::encode(&Sha256::digest(body)[..16]));
+/// What the ids of a request's events derive from: the sha256 of its body and of its
+/// `Idempotency-Key` header, when the client sends one. Resending a request as it is
+/// (after a 503) gives its events the same ids, so the store keeps them once; the same
+/// body under another key is another set of events. No other request maps to these
+/// ids, so no client can claim or overwrite another's events.
+fn request_identity(headers: &HeaderMap, body: &[u8]) -> Result<[u8; 32], ApiError> {
+    let key = match headers.get("idempotency-key") {
+        None => "",
+        Some(key) => key
+            .to_str()
+            .ok()
+            .filter(|key| {
+                !key.is_empty()
+                    && key.len() <= MAX_IDEMPOTENCY_KEY
+                    && key.bytes().all(|byte| byte.is_ascii_graphic())
+            })
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+                    ),
+                )
+            })?,
     };
-    let key = key
-        .to_str()
-        .ok()
-        .filter(|key| {
-            !key.is_empty()
-                && key.len() <= MAX_IDEMPOTENCY_KEY
-                && key.bytes().all(|byte| byte.is_ascii_graphic())
-        })
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
-                ),
-            )
-        })?;
-    Ok(format!("idem-{key}"))
+    Ok(Sha256::new()
+        .chain_update(b"adtrack-request-v1\0")
+        .chain_update((key.len() as u64).to_be_bytes())
+        .chain_update(key)
+        .chain_update(Sha256::digest(body))
+        .finalize()
+        .into())
+}
+
+/// The message id of the `index`-th event of the request with `identity`: 32 hex digits.
+fn message_id(identity: &[u8; 32], index: usize) -> String {
+    let digest = Sha256::new()
+        .chain_update(identity)
+        .chain_update((index as u64).to_be_bytes())
+        .finalize();
+    hex::encode(&digest[..16])
 }

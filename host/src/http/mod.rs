@@ -178,6 +178,9 @@ impl From<StreamError> for ApiError {
             StreamError::TooLarge(_) => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string())
             }
+            StreamError::InvalidRecord(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, error.to_string())
+            }
             StreamError::Failed { .. } | StreamError::Closed => {
                 ApiError::unavailable(error.to_string())
             }
@@ -205,6 +208,7 @@ pub fn stream_entries(
         let mut record = TrackingEvent::from_event(event, processed_by);
         record.host_release = release;
         StreamEntry {
+            id: event.id.clone(),
             key: event.key.clone(),
             data: record.to_bytes(),
         }

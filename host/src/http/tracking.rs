@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use contract::attribute;
+use contract::identity::assign_output_ids;
 use plugin_engine::{Event, Outcome};
 
 use super::models::{CustomerId, TrackingResponse};
@@ -40,7 +41,7 @@ pub async fn track(
     let message_id = uuid::Uuid::new_v4().to_string();
     let event = Event {
         id: message_id.clone(),
-        key: message_id,
+        key: message_id.clone(),
         timestamp_ms: now_ms(),
         content_type: "application/json".to_owned(),
         payload: Vec::new(),
@@ -53,7 +54,10 @@ pub async fn track(
     let (chain, release) = (host_chain(&active), active.number());
     let result = chain.process_one(event).await;
     let events = match result.outcome {
-        Outcome::Accepted(events) => events,
+        Outcome::Accepted(mut events) => {
+            assign_output_ids(&message_id, &mut events);
+            events
+        }
         Outcome::Rejected { by, reason } => {
             return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason).by_plugin(&by));
         }

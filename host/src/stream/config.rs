@@ -21,6 +21,10 @@ pub struct StreamConfig {
     /// Records the stream buffer holds before requests get 503 + Retry-After.
     #[arg(long, env = "STREAM_BUFFER_RECORDS", default_value_t = 10_000)]
     pub stream_buffer_records: usize,
+    /// Embedded mode: records the in-process consumer has handled that the log keeps
+    /// for replay; older handled records are removed (unhandled ones never are).
+    #[arg(long, env = "EMBEDDED_LOG_KEEP_RECORDS", default_value_t = 100_000)]
+    pub embedded_log_keep_records: u64,
 }
 
 /// When an accepted request is answered.

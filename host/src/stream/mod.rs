@@ -5,6 +5,7 @@ mod config;
 mod embedded;
 mod kinesis;
 mod producer;
+mod spill;
 
 use async_trait::async_trait;
 use retry_policy::ClassifiedError;
@@ -13,11 +14,17 @@ pub use self::config::{Ack, StreamConfig};
 pub use self::embedded::EmbeddedSink;
 pub use self::kinesis::KinesisSink;
 pub use self::producer::{ProducerSettings, StreamError, StreamProducer};
+pub use self::spill::SpillFile;
+
+/// The longest partition key Kinesis accepts, in characters.
+pub const MAX_PARTITION_KEY_CHARS: usize = 256;
 
 /// One record for the stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamEntry {
-    /// Partition key (the message id).
+    /// The message id of the event it carries (for logs and the spill file).
+    pub id: String,
+    /// Partition key.
     pub key: String,
     /// Protobuf-encoded `TrackingEvent`.
     pub data: Vec<u8>,
@@ -28,6 +35,19 @@ impl StreamEntry {
     pub fn size(&self) -> usize {
         self.data.len() + self.key.len()
     }
+}
+
+/// Why Kinesis would refuse `key` as a partition key (it must be 1 to 256 characters),
+/// `None` when it accepts it. One such key fails a whole `PutRecords` call, so keys are
+/// checked before they reach the producer.
+pub fn partition_key_problem(key: &str) -> Option<String> {
+    if key.is_empty() {
+        return Some("the partition key is empty".to_owned());
+    }
+    let chars = key.chars().count();
+    (chars > MAX_PARTITION_KEY_CHARS).then(|| {
+        format!("the partition key has {chars} characters; the stream takes at most {MAX_PARTITION_KEY_CHARS}")
+    })
 }
 
 /// Where records go; one call is one batch.

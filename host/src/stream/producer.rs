@@ -1,17 +1,24 @@
 //! Batching producer: a bounded buffer in front of a [`StreamSink`], batches of at most
-//! 500 records and 5 MiB, retries of only the failed records, and only while their
-//! failure is retryable (a throttle or a transient fault), with exponential backoff.
+//! 500 records and 5 MiB, several batches in flight, retries of only the failed records
+//! and only while their failure is retryable (a throttle or a transient fault), with
+//! exponential backoff.
+//!
+//! One record never holds the others: records Kinesis would refuse are refused before
+//! they are queued, a batch the stream refuses as a whole for a permanent reason is
+//! split until the bad record is alone, and a batch being retried holds only its own
+//! slot. Records given up on after their client was told they were accepted
+//! (`ACK=buffer`) go to the [`SpillFile`], are counted and logged with their ids.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use retry_policy::{Classify, ErrorKind, RetryPolicy};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-use super::{StreamEntry, StreamSink};
+use super::{SpillFile, StreamEntry, StreamSink, partition_key_problem};
 
 /// Producer limits and retry policy.
 #[derive(Clone, Debug)]
@@ -24,10 +31,15 @@ pub struct ProducerSettings {
     pub max_batch_bytes: usize,
     /// Largest single record (Kinesis: 1 MiB).
     pub max_record_bytes: usize,
+    /// Batches being put (or retried) at once.
+    pub max_in_flight_batches: usize,
     /// How long a batch waits for more records before it is sent.
     pub linger: Duration,
     /// Attempts per record and the waits between them, for retryable failures.
     pub retry: RetryPolicy,
+    /// Where records go that were given up on while nobody waited for them; `None`
+    /// logs them only.
+    pub spill: Option<Arc<SpillFile>>,
 }
 
 impl Default for ProducerSettings {
@@ -37,8 +49,10 @@ impl Default for ProducerSettings {
             max_batch_records: 500,
             max_batch_bytes: 5 << 20,
             max_record_bytes: 1 << 20,
+            max_in_flight_batches: 4,
             linger: Duration::from_millis(5),
             retry: RetryPolicy::default(),
+            spill: None,
         }
     }
 }
@@ -52,14 +66,18 @@ pub enum StreamError {
     /// A record is larger than the stream accepts.
     #[error("a record of {0} bytes exceeds the stream's record limit")]
     TooLarge(usize),
-    /// The stream refused the record: permanently, or on every attempt.
-    #[error("the stream refused the record ({kind}, {attempts} attempts): {reason}")]
+    /// The stream would refuse a record as it is (its partition key).
+    #[error("{0}")]
+    InvalidRecord(String),
+    /// The stream refused the record: permanently, or on every attempt. Its message is
+    /// one sentence for clients; `reason` (the stream's own words) is for the log.
+    #[error("the stream did not take the records ({kind}, {attempts} attempts)")]
     Failed {
         /// Attempts made.
         attempts: usize,
         /// What kind of failure the last refusal was.
         kind: ErrorKind,
-        /// The last refusal, for people.
+        /// The last refusal, for the log.
         reason: String,
     },
     /// The producer is shut down.
@@ -84,6 +102,7 @@ struct Inner {
     buffered: Arc<AtomicUsize>,
     max_record_bytes: usize,
     sink_name: &'static str,
+    spill: Option<Arc<SpillFile>>,
 }
 
 impl StreamProducer {
@@ -93,6 +112,7 @@ impl StreamProducer {
         let buffered = Arc::new(AtomicUsize::new(0));
         let sink_name = sink.name();
         let max_record_bytes = settings.max_record_bytes;
+        let spill = settings.spill.clone();
         let worker = tokio::spawn(deliver_batches(sink, receiver, settings, buffered.clone()));
         Self {
             inner: Arc::new(Inner {
@@ -101,23 +121,30 @@ impl StreamProducer {
                 buffered,
                 max_record_bytes,
                 sink_name,
+                spill,
             }),
         }
     }
 
     /// Queues `entries`. With `wait_for_stream` it returns once every record is stored
     /// on the stream; otherwise once they are buffered (delivered before shutdown ends).
-    /// A full buffer refuses the whole call with [`StreamError::Backpressure`].
+    /// A record the stream would refuse refuses the whole call before anything is
+    /// queued, and so does a full buffer ([`StreamError::Backpressure`]).
     pub async fn send(
         &self,
         entries: Vec<StreamEntry>,
         wait_for_stream: bool,
     ) -> Result<(), StreamError> {
-        if let Some(entry) = entries
-            .iter()
-            .find(|entry| entry.size() > self.inner.max_record_bytes)
-        {
-            return Err(StreamError::TooLarge(entry.size()));
+        for entry in &entries {
+            if entry.size() > self.inner.max_record_bytes {
+                return Err(StreamError::TooLarge(entry.size()));
+            }
+            if let Some(problem) = partition_key_problem(&entry.key) {
+                return Err(StreamError::InvalidRecord(format!(
+                    "event {}: {problem}",
+                    entry.id
+                )));
+            }
         }
         if entries.is_empty() {
             return Ok(());
@@ -147,6 +174,27 @@ impl StreamProducer {
             acked.await.map_err(|_| StreamError::Closed)??;
         }
         Ok(())
+    }
+
+    /// Queues the records a previous run spilled (without waiting for them); returns
+    /// how many there were. Records the stream refuses again are spilled again.
+    pub async fn resend_spilled(&self) -> std::io::Result<usize> {
+        let Some(spill) = &self.inner.spill else {
+            return Ok(0);
+        };
+        let entries = spill.take()?;
+        let count = entries.len();
+        if count > 0 {
+            tracing::info!(records = count, file = %spill.path().display(), "putting spilled records on the stream again");
+        }
+        for chunk in entries.chunks(500) {
+            if let Err(error) = self.send(chunk.to_vec(), false).await {
+                for entry in chunk {
+                    spill_record(Some(spill), entry, &error.to_string());
+                }
+            }
+        }
+        Ok(count)
     }
 
     /// Records waiting for delivery.
@@ -180,20 +228,24 @@ impl StreamProducer {
     }
 }
 
-/// Collects batches from `receiver` and delivers them until the channel closes.
+/// Collects batches from `receiver` and delivers up to `max_in_flight_batches` of
+/// them at once, until the channel closes and every batch is delivered.
 async fn deliver_batches(
     sink: Arc<dyn StreamSink>,
     mut receiver: mpsc::Receiver<Pending>,
     settings: ProducerSettings,
     buffered: Arc<AtomicUsize>,
 ) {
+    let settings = Arc::new(settings);
+    let in_flight = Arc::new(Semaphore::new(settings.max_in_flight_batches.max(1)));
+    let mut deliveries = JoinSet::new();
     let mut carried: Option<Pending> = None;
     loop {
         let first = match carried.take() {
             Some(pending) => pending,
             None => match receiver.recv().await {
                 Some(pending) => pending,
-                None => return,
+                None => break,
             },
         };
         let mut bytes = first.entry.size();
@@ -212,15 +264,27 @@ async fn deliver_batches(
                 Ok(None) | Err(_) => break,
             }
         }
-        let delivered = batch.len();
-        deliver(sink.as_ref(), batch, &settings).await;
-        let depth = buffered.fetch_sub(delivered, Ordering::Relaxed) - delivered;
-        metrics::gauge!("stream_buffered_records").set(depth as f64);
+        let permit = in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let (sink, settings, buffered) = (sink.clone(), settings.clone(), buffered.clone());
+        deliveries.spawn(async move {
+            let delivered = batch.len();
+            deliver(sink.as_ref(), batch, &settings).await;
+            let depth = buffered.fetch_sub(delivered, Ordering::Relaxed) - delivered;
+            metrics::gauge!("stream_buffered_records").set(depth as f64);
+            drop(permit);
+        });
+        while deliveries.try_join_next().is_some() {}
     }
+    while deliveries.join_next().await.is_some() {}
 }
 
 /// Puts one batch, retrying only the records the sink refused retryably, then
-/// acknowledges each.
+/// acknowledges each. A batch refused as a whole for a permanent reason is split in
+/// two and each half delivered on its own, so one bad record fails alone.
 async fn deliver(sink: &dyn StreamSink, batch: Vec<Pending>, settings: &ProducerSettings) {
     let mut delays = settings.retry.delays();
     let mut pending = batch;
@@ -228,7 +292,18 @@ async fn deliver(sink: &dyn StreamSink, batch: Vec<Pending>, settings: &Producer
     loop {
         attempts += 1;
         let entries: Vec<StreamEntry> = pending.iter().map(|p| p.entry.clone()).collect();
-        let refusals = refusals(sink.put(&entries).await, entries.len());
+        let result = sink.put(&entries).await;
+        if let Err(error) = &result
+            && error.kind() == ErrorKind::Permanent
+            && pending.len() > 1
+        {
+            tracing::warn!(records = pending.len(), %error, "the stream refused a whole batch; splitting it to find the record it refuses");
+            let second = pending.split_off(pending.len() / 2);
+            Box::pin(deliver(sink, pending, settings)).await;
+            Box::pin(deliver(sink, second, settings)).await;
+            return;
+        }
+        let refusals = refusals(result, entries.len());
         let mut retryable = Vec::new();
         let mut last_refusal = None;
         for (record, refusal) in pending.into_iter().zip(refusals) {
@@ -243,12 +318,8 @@ async fn deliver(sink: &dyn StreamSink, batch: Vec<Pending>, settings: &Producer
                     retryable.push(record);
                 }
                 Some((kind, reason)) => {
-                    tracing::error!(key = %record.entry.key, %kind, %reason, "stream refused a record permanently");
-                    let _ = record.ack.send(Err(StreamError::Failed {
-                        attempts,
-                        kind,
-                        reason,
-                    }));
+                    tracing::error!(id = %record.entry.id, key = %record.entry.key, %kind, %reason, "stream refused a record permanently");
+                    give_up(record, attempts, kind, reason, settings);
                 }
             }
         }
@@ -256,13 +327,10 @@ async fn deliver(sink: &dyn StreamSink, batch: Vec<Pending>, settings: &Producer
             return;
         };
         let Some(delay) = delays.next() else {
-            tracing::error!(records = retryable.len(), attempts, %kind, %reason, "stream refused records; giving up");
+            let ids: Vec<&str> = retryable.iter().map(|p| p.entry.id.as_str()).collect();
+            tracing::error!(records = retryable.len(), ?ids, attempts, %kind, %reason, "stream refused records; giving up");
             for record in retryable {
-                let _ = record.ack.send(Err(StreamError::Failed {
-                    attempts,
-                    kind,
-                    reason: reason.clone(),
-                }));
+                give_up(record, attempts, kind, reason.clone(), settings);
             }
             return;
         };
@@ -271,6 +339,42 @@ async fn deliver(sink: &dyn StreamSink, batch: Vec<Pending>, settings: &Producer
             .increment(retryable.len() as u64);
         tokio::time::sleep(delay).await;
         pending = retryable;
+    }
+}
+
+/// Tells the waiting client the record was not taken; when nobody waits for it (it was
+/// acknowledged from the buffer, or its client left), spills it instead.
+fn give_up(
+    record: Pending,
+    attempts: usize,
+    kind: ErrorKind,
+    reason: String,
+    settings: &ProducerSettings,
+) {
+    metrics::counter!("stream_records_failed_total", "kind" => kind.as_str()).increment(1);
+    let error = StreamError::Failed {
+        attempts,
+        kind,
+        reason: reason.clone(),
+    };
+    if record.ack.send(Err(error)).is_err() {
+        spill_record(settings.spill.as_deref(), &record.entry, &reason);
+    }
+}
+
+/// Keeps a record nobody will resend in the spill file (or, without one, in the log).
+fn spill_record(spill: Option<&SpillFile>, entry: &StreamEntry, reason: &str) {
+    metrics::counter!("stream_records_spilled_total").increment(1);
+    match spill.map(|spill| (spill, spill.append(entry, reason))) {
+        Some((spill, Ok(()))) => {
+            tracing::error!(id = %entry.id, file = %spill.path().display(), %reason, "record spilled: the stream did not take it after it was acknowledged")
+        }
+        Some((_, Err(error))) => {
+            tracing::error!(id = %entry.id, key = %entry.key, %reason, %error, "record LOST: the stream did not take it and the spill file cannot be written")
+        }
+        None => {
+            tracing::error!(id = %entry.id, key = %entry.key, %reason, "record LOST: the stream did not take it and there is no spill file")
+        }
     }
 }
 
@@ -369,6 +473,7 @@ mod tests {
     fn entries(count: usize, size: usize) -> Vec<StreamEntry> {
         (0..count)
             .map(|index| StreamEntry {
+                id: format!("id-{index}"),
                 key: format!("key-{index}"),
                 data: vec![7; size],
             })
@@ -493,6 +598,180 @@ mod tests {
             producer.send(entries(1, 2 << 20), true).await,
             Err(StreamError::TooLarge((2 << 20) + 5))
         );
+    }
+
+    #[tokio::test]
+    async fn a_record_kinesis_would_refuse_is_refused_before_anything_is_queued() {
+        let sink = flaky(0);
+        let producer = StreamProducer::start(sink.clone(), fast());
+        let mut batch = entries(3, 10);
+        batch[1].key = "k".repeat(257);
+        let error = producer.send(batch, true).await.unwrap_err();
+        assert!(
+            matches!(&error, StreamError::InvalidRecord(message) if message.contains("id-1") && message.contains("257 characters")),
+            "{error}"
+        );
+        batch = entries(1, 10);
+        batch[0].key.clear();
+        assert!(matches!(
+            producer.send(batch, true).await,
+            Err(StreamError::InvalidRecord(_))
+        ));
+        assert!(sink.batches.lock().unwrap().is_empty());
+    }
+
+    /// Refuses a whole call, permanently, when it holds the record keyed `poison`.
+    struct PoisonSink {
+        stored: StdMutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl StreamSink for PoisonSink {
+        async fn put(
+            &self,
+            entries: &[StreamEntry],
+        ) -> Result<Vec<Result<(), SinkError>>, SinkError> {
+            if entries.iter().any(|entry| entry.key == "poison") {
+                return Err(SinkError::new(
+                    ErrorKind::Permanent,
+                    "ValidationException: 1 validation error detected",
+                ));
+            }
+            let mut stored = self.stored.lock().unwrap();
+            stored.extend(entries.iter().map(|entry| entry.id.clone()));
+            Ok(entries.iter().map(|_| Ok(())).collect())
+        }
+
+        fn name(&self) -> &'static str {
+            "poison"
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_refused_whole_for_one_record_still_delivers_the_others() {
+        let sink = Arc::new(PoisonSink {
+            stored: StdMutex::default(),
+        });
+        let producer = StreamProducer::start(
+            sink.clone(),
+            ProducerSettings {
+                linger: Duration::from_millis(50),
+                ..fast()
+            },
+        );
+        let good = producer.clone();
+        let good_records = tokio::spawn(async move { good.send(entries(20, 10), true).await });
+        let poisoned = StreamEntry {
+            id: "bad".into(),
+            key: "poison".into(),
+            data: vec![1],
+        };
+        let error = producer.send(vec![poisoned], true).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                StreamError::Failed {
+                    kind: ErrorKind::Permanent,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        good_records.await.unwrap().unwrap();
+        let mut stored = sink.stored.lock().unwrap().clone();
+        stored.sort();
+        assert_eq!(stored.len(), 20, "{stored:?}");
+        assert!(!stored.contains(&"bad".to_owned()));
+    }
+
+    /// Holds every call with a record keyed `held` until released.
+    struct HoldingSink {
+        release: tokio::sync::Notify,
+    }
+
+    #[async_trait]
+    impl StreamSink for HoldingSink {
+        async fn put(
+            &self,
+            entries: &[StreamEntry],
+        ) -> Result<Vec<Result<(), SinkError>>, SinkError> {
+            if entries.iter().any(|entry| entry.key == "held") {
+                self.release.notified().await;
+            }
+            Ok(entries.iter().map(|_| Ok(())).collect())
+        }
+
+        fn name(&self) -> &'static str {
+            "holding"
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_batch_does_not_hold_the_records_behind_it() {
+        let sink = Arc::new(HoldingSink {
+            release: tokio::sync::Notify::new(),
+        });
+        let producer = StreamProducer::start(sink.clone(), fast());
+        let held = producer.clone();
+        let held = tokio::spawn(async move {
+            let entry = StreamEntry {
+                id: "held".into(),
+                key: "held".into(),
+                data: vec![1],
+            };
+            held.send(vec![entry], true).await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::timeout(Duration::from_secs(10), producer.send(entries(5, 10), true))
+            .await
+            .expect("records behind a held batch were not delivered")
+            .unwrap();
+        assert!(!held.is_finished());
+        sink.release.notify_one();
+        held.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn records_given_up_after_an_early_acknowledgement_are_spilled() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = Arc::new(SpillFile::new(dir.path().join("spill.jsonl")));
+        let producer = StreamProducer::start(
+            flaky(usize::MAX),
+            ProducerSettings {
+                spill: Some(spill.clone()),
+                ..fast_with_attempts(2)
+            },
+        );
+        producer.send(entries(3, 10), false).await.unwrap();
+        producer.close().await;
+        let spilled: Vec<String> = spill
+            .take()
+            .unwrap()
+            .into_iter()
+            .map(|entry| entry.id)
+            .collect();
+        assert_eq!(spilled, ["id-0", "id-1", "id-2"]);
+    }
+
+    #[tokio::test]
+    async fn spilled_records_are_put_on_the_stream_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = Arc::new(SpillFile::new(dir.path().join("spill.jsonl")));
+        for entry in entries(2, 10) {
+            spill.append(&entry, "throttled").unwrap();
+        }
+        let sink = flaky(0);
+        let producer = StreamProducer::start(
+            sink.clone(),
+            ProducerSettings {
+                spill: Some(spill.clone()),
+                ..fast()
+            },
+        );
+        assert_eq!(producer.resend_spilled().await.unwrap(), 2);
+        producer.close().await;
+        assert_eq!(sink.attempts.lock().unwrap().len(), 2);
+        assert!(spill.take().unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -150,3 +150,66 @@ async fn cache_routes_need_the_admin_token_when_one_is_configured() {
         assert_eq!(status, 200, "{path} with the token");
     }
 }
+
+/// The event-count limit is enforced while the body is parsed: a batch one event over
+/// the limit is refused with 413 before the parser reaches the rest of the body.
+#[tokio::test]
+async fn a_batch_over_the_event_limit_is_refused_before_the_rest_is_parsed() {
+    let host = start_host(&[("MAX_BATCH_EVENTS", "3")]).await;
+    host.get("/cache/fill").await;
+    for (body, content_type) in [
+        ("[{},{},{},{}, this is never read", "application/json"),
+        ("{}\n{}\n{}\n{}\n", "application/x-ndjson"),
+    ] {
+        let response = host
+            .client
+            .post(host.at("/events"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 413, "{content_type}");
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["error"], "more than 3 events in one request");
+    }
+    still_serving(&host).await;
+}
+
+/// A partition key Kinesis would refuse (empty, or over 256 characters) is a 400 at the
+/// edge naming the event; it never reaches the stream.
+#[tokio::test]
+async fn partition_keys_the_stream_would_refuse_are_a_400_naming_the_event() {
+    let host = start_host(&[]).await;
+    host.get("/cache/fill").await;
+    let long = "k".repeat(257);
+    for (key, problem) in [
+        ("", "the partition key is empty"),
+        (long.as_str(), "the partition key has 257 characters"),
+    ] {
+        let body = format!(r#"[{{"key":"ok"}},{{"key":"{key}"}}]"#);
+        let response = host
+            .client
+            .post(host.at("/events"))
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 400);
+        let body: serde_json::Value = response.json().await.expect("json");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with("event 1: "), "{error}");
+        assert!(error.contains(problem), "{error}");
+    }
+    // 256 characters of any script are fine.
+    let body = format!(r#"[{{"key":"{}"}}]"#, "é".repeat(256));
+    let response = host
+        .client
+        .post(host.at("/events"))
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    still_serving(&host).await;
+}

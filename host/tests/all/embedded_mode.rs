@@ -186,10 +186,11 @@ async fn a_batch_of_a_thousand_events_is_acknowledged_within_the_request_time_li
     assert_eq!(body["accepted"], 1_000, "{body}");
 }
 
-/// Events without an id get ids from the request: resending the same request (as a
-/// client does after a 503) gives them the same ids, and so the same stored items.
+/// The host assigns every event its id, from the request: resending the same request
+/// (as a client does after a 503) gives its events the same ids, and so the same stored
+/// items; the same body under another `Idempotency-Key` is another set of events.
 #[tokio::test]
-async fn a_resent_batch_of_id_less_events_gets_the_same_ids() {
+async fn a_resent_batch_gets_the_same_ids_and_another_key_other_ids() {
     let host = start_host(&[]).await;
     host.get("/cache/fill").await;
     let body = r#"[{"attributes":{"programId":"212313"}},{"attributes":{"programId":"212312"}}]"#;
@@ -202,7 +203,13 @@ async fn a_resent_batch_of_id_less_events_gets_the_same_ids() {
             .collect()
     };
     let mut sent = Vec::new();
-    for key in [None, None, Some("order-42"), Some("order-42")] {
+    for key in [
+        None,
+        None,
+        Some("order-42"),
+        Some("order-42"),
+        Some("order-43"),
+    ] {
         let mut request = host.client.post(host.at("/events")).body(body);
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
@@ -214,5 +221,49 @@ async fn a_resent_batch_of_id_less_events_gets_the_same_ids() {
     assert_eq!(sent[0], sent[1], "the same body twice");
     assert_eq!(sent[2], sent[3], "the same Idempotency-Key twice");
     assert_ne!(sent[0], sent[2]);
-    assert_eq!(sent[2], ["idem-order-42-0", "idem-order-42-1"]);
+    assert_ne!(sent[2], sent[4]);
+    assert!(
+        sent.iter()
+            .flatten()
+            .all(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{sent:?}"
+    );
+}
+
+/// A client's own `id` is kept as `clientEventId`; it does not become the stored
+/// identity, so a client that knows another's id cannot overwrite that event, and two
+/// clients using the same id both keep their events.
+#[tokio::test]
+async fn a_client_id_cannot_claim_or_overwrite_another_event() {
+    let mut host = start_host(&[]).await;
+    host.get("/cache/fill").await;
+    let post = |payload: &'static str| {
+        let body = format!(
+            r#"[{{"id":"order-1","contentType":"text/plain","payload":"{payload}","attributes":{{"programId":"212313"}}}}]"#
+        );
+        let request = host.client.post(host.at("/events")).body(body);
+        async move {
+            let response = request.send().await.expect("POST /events");
+            assert_eq!(response.status(), 200);
+            let body: serde_json::Value = response.json().await.expect("json");
+            body["results"][0]["ids"][0]
+                .as_str()
+                .expect("an id")
+                .to_owned()
+        }
+    };
+    let original = post("original").await;
+    let forged = post("forged").await;
+    assert_ne!(original, forged, "the same client id, two events");
+
+    assert!(host.terminate().success());
+    let store = EmbeddedStore::open(&host.data_dir.path().join("events.redb")).expect("store");
+    for (id, payload) in [(&original, "original"), (&forged, "forged")] {
+        let stored = store
+            .get(id)
+            .expect("read")
+            .expect("both events are stored");
+        assert_eq!(stored.event.payload, payload.as_bytes());
+        assert_eq!(stored.event.attribute("clientEventId"), Some("order-1"));
+    }
 }

@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 use contract::redis_names;
-use core_data::{
-    CoreDataStore, CoreDataUpdates, InProcessCoreData, ProgramActivity, RedisCoreData,
-};
+use core_data::{CoreDataStore, CoreDataUpdates, InProcessCoreData, ProgramCount, RedisCoreData};
 use tokio::sync::mpsc;
 
 /// Both backends, each with a program id no other test uses.
@@ -28,10 +26,10 @@ fn program_id() -> String {
     test_support::unique("program")
 }
 
-fn activity(program_id: &str, ids: &[&str], last_seen_ms: u64) -> ProgramActivity {
-    ProgramActivity {
+fn count(program_id: &str, event_count: u64, last_seen_ms: u64) -> ProgramCount {
+    ProgramCount {
         program_id: program_id.to_owned(),
-        message_ids: ids.iter().map(|id| (*id).to_owned()).collect(),
+        event_count,
         last_seen_ms,
     }
 }
@@ -83,21 +81,15 @@ async fn stored_fields_merge_like_hset_and_read_back_sorted() {
 }
 
 #[tokio::test]
-async fn a_redelivered_message_id_does_not_change_the_counters() {
+async fn counts_only_move_forward_so_a_late_or_repeated_publish_changes_nothing() {
     for (name, backend) in backends().await {
         let id = program_id();
         backend
             .store(&id, &vec![("programName".into(), "Summer".into())])
             .await
             .unwrap();
-        backend
-            .record_activity(&[activity(&id, &["a", "b"], 10)])
-            .await
-            .unwrap();
-        backend
-            .record_activity(&[activity(&id, &["b", "c"], 7)])
-            .await
-            .unwrap();
+        backend.publish_counts(&[count(&id, 2, 10)]).await.unwrap();
+        backend.publish_counts(&[count(&id, 3, 7)]).await.unwrap();
         let counted = backend.fetch(&id).await.unwrap().expect(name);
         assert_eq!(
             field(&counted, redis_names::EVENT_COUNT_FIELD),
@@ -110,11 +102,10 @@ async fn a_redelivered_message_id_does_not_change_the_counters() {
             "{name}"
         );
 
-        // The same messages again, as a redelivered batch: nothing changes.
-        backend
-            .record_activity(&[activity(&id, &["a", "b", "c"], 10)])
-            .await
-            .unwrap();
+        // A redelivered batch publishes the same totals; another consumer's older,
+        // smaller total arrives late: nothing changes.
+        backend.publish_counts(&[count(&id, 3, 10)]).await.unwrap();
+        backend.publish_counts(&[count(&id, 1, 4)]).await.unwrap();
         assert_eq!(
             backend.fetch(&id).await.unwrap().expect(name),
             counted,
@@ -124,19 +115,16 @@ async fn a_redelivered_message_id_does_not_change_the_counters() {
 }
 
 #[tokio::test]
-async fn activity_of_an_unknown_program_makes_up_nothing() {
+async fn counts_of_an_unknown_program_make_up_nothing() {
     for (name, backend) in backends().await {
         let id = program_id();
-        backend
-            .record_activity(&[activity(&id, &["a"], 10)])
-            .await
-            .unwrap();
+        backend.publish_counts(&[count(&id, 1, 10)]).await.unwrap();
         assert_eq!(backend.fetch(&id).await.unwrap(), None, "{name}");
     }
 }
 
 #[tokio::test]
-async fn subscribers_hear_of_every_change_but_not_of_a_pure_redelivery() {
+async fn subscribers_hear_of_every_change_but_not_of_a_repeated_count() {
     for (name, backend) in backends().await {
         let id = program_id();
         let mut updates = backend.subscribe();
@@ -150,15 +138,9 @@ async fn subscribers_hear_of_every_change_but_not_of_a_pure_redelivery() {
             .await
             .unwrap();
         assert_eq!(next_change(&mut updates, true).await, id, "{name}");
-        backend
-            .record_activity(&[activity(&id, &["a"], 10)])
-            .await
-            .unwrap();
+        backend.publish_counts(&[count(&id, 1, 10)]).await.unwrap();
         assert_eq!(next_change(&mut updates, true).await, id, "{name}");
-        backend
-            .record_activity(&[activity(&id, &["a"], 5)])
-            .await
-            .unwrap();
+        backend.publish_counts(&[count(&id, 1, 5)]).await.unwrap();
         backend.remove(&id).await.unwrap();
         // The next change heard is the removal: the redelivery announced nothing.
         assert_eq!(next_change(&mut updates, true).await, id, "{name}");

@@ -214,3 +214,97 @@ fn message_id(identity: &[u8; 32], index: usize) -> String {
         .finalize();
     hex::encode(&digest[..16])
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn headers(ndjson: bool) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if ndjson {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson"),
+            );
+        }
+        headers
+    }
+
+    /// A JSON value of events' likely shapes, and of unlikely ones.
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            ".{0,300}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("id".to_owned()),
+                        Just("key".to_owned()),
+                        Just("payload".to_owned()),
+                        Just("attributes".to_owned()),
+                        Just("timestampMs".to_owned()),
+                        "[a-z]{1,8}"
+                    ],
+                    inner,
+                    0..5
+                )
+                .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_give_events_or_a_clear_error(body in prop::collection::vec(any::<u8>(), 0..512), ndjson in any::<bool>()) {
+            if let Err(error) = parse_batch(&headers(ndjson), &body, 5) {
+                prop_assert!(error.status.is_client_error());
+                prop_assert!(!error.body.error.is_empty());
+            }
+        }
+
+        #[test]
+        fn any_json_gives_events_or_a_clear_error(values in prop::collection::vec(json_value(), 0..8), ndjson in any::<bool>()) {
+            let body = if ndjson {
+                values.iter().map(|value| format!("{value}\n")).collect::<String>()
+            } else {
+                serde_json::Value::from(values.clone()).to_string()
+            };
+            match parse_batch(&headers(ndjson), body.as_bytes(), 5) {
+                Ok(events) => {
+                    prop_assert!(!events.is_empty() && events.len() <= 5);
+                    prop_assert!(events.iter().all(|event| event.id.len() == 32));
+                }
+                Err(error) => {
+                    prop_assert!(error.status.is_client_error());
+                    prop_assert!(!error.body.error.is_empty());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_request_gives_the_same_ids_and_another_key_others() {
+        let body = br#"[{"payload":"a"},{"payload":"a"}]"#;
+        let ids = |headers: &HeaderMap| -> Vec<String> {
+            parse_batch(headers, body, 10)
+                .unwrap()
+                .into_iter()
+                .map(|event| event.id)
+                .collect()
+        };
+        let plain = ids(&headers(false));
+        assert_eq!(plain, ids(&headers(false)));
+        assert_ne!(plain[0], plain[1], "two events of one request");
+        let mut keyed = headers(false);
+        keyed.insert("idempotency-key", HeaderValue::from_static("k-1"));
+        assert_ne!(plain, ids(&keyed));
+    }
+}

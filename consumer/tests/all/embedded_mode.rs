@@ -126,3 +126,72 @@ async fn appended_events_reach_the_embedded_store_and_a_restart_resumes_after_th
         "3"
     );
 }
+
+/// A record that fails on every attempt (a consumer plugin traps on it) becomes a dead
+/// letter with its data at the consumer's attempt limit; the records behind it are
+/// stored and the log moves on instead of stalling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_record_is_dead_lettered_and_the_log_moves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(&dir.path().join("stream.redb")).unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("events.redb")).unwrap();
+    let dead_letter_file = dir.path().join("dead-letters.jsonl");
+    // The half-trap plugin traps on events whose id ends in an even digit.
+    let pipeline = test_support::write_pipeline(
+        dir.path(),
+        r#"
+[plugins.half-trap]
+path = "{plugins}/hostile-half-trap.wasm"
+
+[pipeline]
+host = []
+consumer = ["half-trap"]
+"#,
+    );
+    let (chain, _) = load_chain(
+        &pipeline,
+        Some(artifact_cache_dir()),
+        Arc::new(plugin_engine::NoCoreData),
+    )
+    .await
+    .unwrap();
+    let consumer = Arc::new(Consumer::new(
+        Arc::new(chain),
+        Arc::new(store.clone()),
+        Arc::new(JsonLinesDeadLetters::open(&dead_letter_file).unwrap()),
+        Arc::new(InProcessCoreData::new()),
+    ));
+    log.append(&[
+        ("msg-1".into(), good_record("msg-1", "212313")),
+        ("msg-2".into(), good_record("msg-2", "212313")),
+        ("msg-3".into(), good_record("msg-3", "212313")),
+    ])
+    .unwrap();
+
+    let running = start(&log, consumer).await;
+    wait_for_checkpoint(&log, 3).await;
+    running.stop.send(()).unwrap();
+    running.task.await.unwrap();
+
+    let ids: Vec<_> = store
+        .all()
+        .unwrap()
+        .into_iter()
+        .map(|event| event.event.id)
+        .collect();
+    assert_eq!(ids, ["msg-1", "msg-3"]);
+    let letters = std::fs::read_to_string(&dead_letter_file).unwrap();
+    let letter: serde_json::Value =
+        serde_json::from_str(letters.lines().next().expect("a dead letter")).unwrap();
+    assert_eq!(letters.lines().count(), 1, "{letters}");
+    assert_eq!(letter["kind"], "exhausted");
+    assert_eq!(letter["recordId"], "2");
+    assert!(
+        letter["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed 3 times"),
+        "{letter}"
+    );
+    assert!(!letter["dataBase64"].as_str().unwrap().is_empty());
+}

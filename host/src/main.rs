@@ -5,6 +5,7 @@ mod cache;
 mod config;
 mod http;
 mod plugin_cli;
+mod plugin_test;
 mod release_cli;
 mod samples;
 mod service;

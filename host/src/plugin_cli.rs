@@ -1,6 +1,6 @@
-//! Commands for plugin authors: `plugin check`, `plugin run` and `pipeline run`.
+//! Commands for plugin authors: `plugin check`, `plugin run`, `plugin test` and
+//! `pipeline run`.
 
-use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,9 +10,10 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use plugin_engine::{
     CoreDataLookup, EngineConfig, Event, Grant, LoadOrigin, NoCoreData, PipelineFile, PluginChain,
-    PluginEngine, PluginLimits, PluginRegistry, PluginSettings, Side, StaticCoreData,
+    PluginEngine, PluginLimits, PluginRegistry, PluginSettings, Side,
 };
 
+use crate::plugin_test;
 use crate::release_cli::{self, ReleaseCommand};
 use crate::views::{EventInput, LineResult, OutcomeView};
 
@@ -48,6 +49,21 @@ pub enum PluginCommand {
         /// Instruction budget per call (enables fuel metering).
         #[arg(long)]
         fuel: Option<u64>,
+    },
+    /// Run golden cases (JSON lines: an input event, optional config and core data, the
+    /// expected outcome); print a diff for each failing case and a one-line summary.
+    Test {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// The cases file.
+        #[arg(long, default_value = "cases.jsonl")]
+        cases: PathBuf,
+        /// JSON file of core data for cases that bring none: {"key": {"field": "value"}}.
+        #[arg(long)]
+        core_data: Option<PathBuf>,
+        /// Write the actual outcomes into the cases file instead of comparing.
+        #[arg(long)]
+        update: bool,
     },
     /// Fleet releases: publish, rollback, releases, status.
     #[command(flatten)]
@@ -95,6 +111,12 @@ pub async fn plugin(command: PluginCommand) -> Result<()> {
     match command {
         PluginCommand::Check { file, grants } => check(&file, grants),
         PluginCommand::Release(command) => release_cli::run(command).await,
+        PluginCommand::Test {
+            file,
+            cases,
+            core_data,
+            update,
+        } => test(&file, &cases, core_data.as_deref(), update).await,
         PluginCommand::Run {
             file,
             config,
@@ -143,6 +165,30 @@ pub async fn pipeline(command: PipelineCommand) -> Result<()> {
     let registry = PluginRegistry::new(engine);
     let chain = file.build_chain(Side::from(side), &registry, core_data(&run)?)?;
     run_events(&chain, run.batch_size).await
+}
+
+/// `plugin test`: runs the cases, prints the failures and a summary; fails when a case
+/// fails.
+async fn test(file: &Path, cases: &Path, core_data: Option<&Path>, update: bool) -> Result<()> {
+    let lookup = core_data.map(load_core_data).transpose()?;
+    let summary = plugin_test::run_cases(file, cases, lookup, update).await?;
+    for failure in &summary.failed {
+        println!("FAILED {failure}");
+    }
+    let mut line = format!(
+        "plugin test: {} passed, {} failed",
+        summary.passed,
+        summary.failed.len()
+    );
+    if update {
+        line.push_str(&format!(", {} updated", summary.updated));
+    }
+    println!("{line} ({})", cases.display());
+    if summary.failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{} of the cases failed", summary.failed.len())
+    }
 }
 
 fn check(file: &Path, grants: Vec<Grant>) -> Result<()> {
@@ -221,28 +267,19 @@ fn parse_event(line: &str, line_number: usize) -> Result<Event, String> {
 }
 
 fn core_data(options: &RunOptions) -> Result<Arc<dyn CoreDataLookup>> {
-    let Some(path) = &options.core_data else {
-        return Ok(Arc::new(NoCoreData));
-    };
+    match &options.core_data {
+        Some(path) => load_core_data(path),
+        None => Ok(Arc::new(NoCoreData)),
+    }
+}
+
+/// Core data from a JSON file: {"key": {"field": "value", ...}, ...}.
+fn load_core_data(path: &Path) -> Result<Arc<dyn CoreDataLookup>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read core data {}", path.display()))?;
-    let records: HashMap<String, serde_json::Map<String, serde_json::Value>> =
-        serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a JSON object of records", path.display()))?;
-    let records = records
-        .into_iter()
-        .map(|(key, fields)| {
-            let fields = fields
-                .into_iter()
-                .map(|(field, value)| match value {
-                    serde_json::Value::String(text) => (field, text),
-                    other => (field, other.to_string()),
-                })
-                .collect();
-            (key, fields)
-        })
-        .collect();
-    Ok(Arc::new(StaticCoreData::new(records)))
+    let records: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a JSON object of records", path.display()))?;
+    Ok(plugin_test::static_core_data(&records))
 }
 
 fn read(file: &Path) -> Result<Vec<u8>> {

@@ -205,3 +205,73 @@ fn pipeline_run_applies_the_host_chain_of_the_pipeline_file() {
     assert_eq!(results[3]["processedBy"].as_array().unwrap().len(), 1);
     assert_eq!(results[5]["events"].as_array().unwrap().len(), 3);
 }
+
+/// `plugin test`: `--update` writes the outcomes as expectations, a run against them
+/// passes, and a case whose expectation no longer holds fails with a diff naming the
+/// field, and a summary line for CI.
+#[test]
+fn plugin_test_runs_golden_cases_and_names_the_field_that_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("cases.jsonl");
+    std::fs::write(
+        &cases,
+        r#"{"name":"a known program is enriched","event":{"attributes":{"programId":"212313"}},"coreData":{"212313":{"programName":"Summer Video Preroll","checksum":"b84e02d7"}}}
+{"name":"an unknown program passes unchanged","event":{"attributes":{"programId":"1"}}}
+"#,
+    )
+    .unwrap();
+    let enrich = plugin("enrich");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "plugin",
+            "test",
+            enrich.to_str().unwrap(),
+            "--cases",
+            cases.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        host(&args, "")
+    };
+    let stdout = |output: &Output| String::from_utf8_lossy(&output.stdout).into_owned();
+
+    let updated = run(&["--update"]);
+    assert!(updated.status.success(), "{}", stdout(&updated));
+    assert!(
+        stdout(&updated).contains("plugin test: 0 passed, 0 failed, 2 updated"),
+        "{}",
+        stdout(&updated)
+    );
+    let written = std::fs::read_to_string(&cases).unwrap();
+    assert!(
+        written.contains(r#""programName":"Summer Video Preroll""#),
+        "{written}"
+    );
+
+    let passed = run(&[]);
+    assert!(passed.status.success(), "{}", stdout(&passed));
+    assert!(stdout(&passed).contains("plugin test: 2 passed, 0 failed"));
+
+    // The plugin's behaviour "changed": the first case now expects another name.
+    let mut lines: Vec<Value> = written
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    lines[0]["expect"]["events"][0]["attributes"]["programName"] = "Winter Sale".into();
+    let edited: Vec<String> = lines.iter().map(Value::to_string).collect();
+    std::fs::write(&cases, edited.join("\n")).unwrap();
+    let failed = run(&[]);
+    assert!(!failed.status.success());
+    let report = stdout(&failed);
+    assert!(
+        report.contains(r#"events[0].attributes.programName: expected "Winter Sale", got "Summer Video Preroll""#),
+        "{report}"
+    );
+    assert!(
+        report.contains("line 1 (a known program is enriched)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("plugin test: 1 passed, 1 failed"),
+        "{report}"
+    );
+}

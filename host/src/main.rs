@@ -10,12 +10,16 @@ mod release_cli;
 mod samples;
 mod service;
 mod stream;
+mod trace;
 mod views;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::ServeConfig;
 use crate::plugin_cli::{PipelineCommand, PluginCommand};
@@ -43,11 +47,12 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.command);
+    let plugin_logs = trace::PluginLogs::default();
+    init_logging(&cli.command, &plugin_logs);
     let result = match cli.command {
         Command::Serve(config) => service::serve(*config).await,
         Command::Plugin(command) => plugin_cli::plugin(command).await,
-        Command::Pipeline(command) => plugin_cli::pipeline(command).await,
+        Command::Pipeline(command) => plugin_cli::pipeline(command, plugin_logs).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -59,20 +64,23 @@ async fn main() -> ExitCode {
 }
 
 /// JSON log lines for the service (CloudWatch parses them), plain text for the CLI;
-/// `RUST_LOG` sets the level.
-fn init_logging(command: &Command) {
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+/// `RUST_LOG` sets the level. `pipeline` commands also keep the plugins' log lines in
+/// `plugin_logs`, whatever the level, for `--trace`.
+fn init_logging(command: &Command, plugin_logs: &trace::PluginLogs) {
+    let level = |default: &str| {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default))
+    };
+    let text = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match command {
-        Command::Serve(_) => builder
-            .json()
-            .with_env_filter(
-                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-            )
+        Command::Serve(_) => tracing_subscriber::registry()
+            .with(text.json().with_filter(level("info")))
             .init(),
-        _ => builder
-            .with_env_filter(
-                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-            )
+        Command::Pipeline(_) => tracing_subscriber::registry()
+            .with(text.with_filter(level("warn")))
+            .with(plugin_logs.clone())
+            .init(),
+        Command::Plugin(_) => tracing_subscriber::registry()
+            .with(text.with_filter(level("warn")))
             .init(),
     }
 }

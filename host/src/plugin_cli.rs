@@ -15,6 +15,7 @@ use plugin_engine::{
 
 use crate::plugin_test;
 use crate::release_cli::{self, ReleaseCommand};
+use crate::trace::{self, PluginLogs};
 use crate::views::{EventInput, LineResult, OutcomeView};
 
 /// Work on a single plugin component.
@@ -83,6 +84,10 @@ pub enum PipelineCommand {
         side: SideArg,
         #[command(flatten)]
         run: RunOptions,
+        /// Print each plugin's input, outcome, log lines and time per event (one JSON
+        /// line per event) instead of the chain's outcome.
+        #[arg(long)]
+        trace: bool,
     },
 }
 
@@ -150,21 +155,57 @@ pub async fn plugin(command: PluginCommand) -> Result<()> {
     }
 }
 
-/// Runs a `pipeline` subcommand.
-pub async fn pipeline(command: PipelineCommand) -> Result<()> {
+/// Runs a `pipeline` subcommand; `plugin_logs` holds the plugins' log lines for
+/// `--trace`.
+pub async fn pipeline(command: PipelineCommand, plugin_logs: PluginLogs) -> Result<()> {
     let PipelineCommand::Run {
         pipeline,
         side,
         run,
+        trace,
     } = command;
     let file = PipelineFile::load(&pipeline)?;
     let engine = PluginEngine::new(EngineConfig {
         fuel_metering: file.needs_fuel(),
         ..EngineConfig::default()
     })?;
-    let registry = PluginRegistry::new(engine);
-    let chain = file.build_chain(Side::from(side), &registry, core_data(&run)?)?;
+    let registry = PluginRegistry::new(engine.clone());
+    let lookup = core_data(&run)?;
+    let chain = file.build_chain(Side::from(side), &registry, lookup.clone())?;
+    if trace {
+        return trace_events(&engine, &chain, lookup, &plugin_logs).await;
+    }
     run_events(&chain, run.batch_size).await
+}
+
+/// Reads JSON-lines events from stdin and prints one trace line per event.
+async fn trace_events(
+    engine: &PluginEngine,
+    chain: &PluginChain,
+    lookup: Arc<dyn CoreDataLookup>,
+    plugin_logs: &PluginLogs,
+) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    for (index, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = line.context("cannot read stdin")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let line_number = index + 1;
+        let traced = match parse_event(&line, line_number) {
+            Ok(event) => {
+                let steps = trace::trace(engine, chain, lookup.clone(), event, plugin_logs).await;
+                serde_json::json!({"line": line_number, "steps": steps})
+            }
+            Err(reason) => serde_json::json!({
+                "line": line_number,
+                "outcome": OutcomeView::InvalidInput { reason },
+            }),
+        };
+        writeln!(stdout, "{traced}")?;
+    }
+    stdout.flush()?;
+    Ok(())
 }
 
 /// `plugin test`: runs the cases, prints the failures and a summary; fails when a case

@@ -275,3 +275,54 @@ fn plugin_test_runs_golden_cases_and_names_the_field_that_differs() {
         "{report}"
     );
 }
+
+/// `pipeline run --trace`: each plugin's input, outcome, log lines and time, per event.
+#[test]
+fn pipeline_run_trace_shows_each_step_with_its_logs() {
+    let events = r#"{"id":"visit","attributes":{"programId":"212313","userAgent":"Mozilla/5.0"}}
+{"id":"crawler","attributes":{"programId":"212313","userAgent":"Googlebot/2.1"}}
+"#;
+    let traces = outcomes(&host(
+        &[
+            "pipeline",
+            "run",
+            "--pipeline",
+            "pipeline.toml",
+            "--core-data",
+            "host/samples/core-data.json",
+            "--trace",
+        ],
+        events,
+    ));
+    let steps = traces[0]["steps"].as_array().expect("steps");
+    let plugins: Vec<&str> = steps
+        .iter()
+        .map(|step| step["plugin"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        plugins,
+        ["filter", "enrich", "validate-tracking", "fan-out"]
+    );
+    // enrich's input lacks the program's name; its output has it.
+    assert!(
+        steps[1]["input"][0]["attributes"]
+            .get("programName")
+            .is_none()
+    );
+    assert_eq!(
+        steps[1]["outcomes"][0]["events"][0]["attributes"]["programName"],
+        "Summer Video Preroll"
+    );
+    assert!(steps.iter().all(|step| step["elapsedUs"].is_u64()));
+    assert_eq!(steps[0]["version"].as_str().unwrap().len(), 64);
+
+    let bot = traces[1]["steps"].as_array().expect("steps");
+    assert_eq!(bot.len(), 1, "the trace stops where the event is dropped");
+    assert_eq!(bot[0]["outcomes"][0]["outcome"], "filtered");
+    let logs = bot[0]["logs"].as_array().expect("logs");
+    assert!(
+        logs.iter()
+            .any(|line| line.as_str().unwrap().contains("matches bot pattern")),
+        "{logs:?}"
+    );
+}

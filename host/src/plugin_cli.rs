@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use plugin_engine::{
     CoreDataLookup, EngineConfig, Event, Grant, LoadOrigin, NoCoreData, PipelineFile, PluginChain,
-    PluginEngine, PluginLimits, PluginRegistry, PluginSettings, Side,
+    PluginEngine, PluginLimits, PluginRegistry, PluginSettings, Side, contract_version,
 };
 
 use crate::plugin_test;
@@ -246,9 +246,18 @@ fn check(file: &Path, grants: Vec<Grant>) -> Result<()> {
     println!("version:  {}", report.version);
     println!("size:     {} bytes", report.size_bytes);
     println!(
-        "world:    adtrack:plugin/plugin@0.1.0 (exports {})",
+        "world:    {}/plugin (exports {})",
+        contract_version::CONTRACT_PACKAGE,
         report.exports.join(", ")
     );
+    if let Some(target) = &report.contract {
+        println!(
+            "contract: built for {}@{target}; this host implements {} and accepts {}",
+            contract_version::CONTRACT_PACKAGE,
+            contract_version::CONTRACT_VERSION,
+            contract_version::accepted_range()
+        );
+    }
     println!("imports:  {}", report.imports.join(", "));
     println!("compile:  {compile_time}");
     println!("verdict:  ok, the host can load this plugin");

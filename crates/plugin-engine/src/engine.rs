@@ -12,6 +12,7 @@ use crate::artifact_cache::ArtifactCache;
 use crate::bindings::{Plugin, PluginPre};
 use crate::capabilities::{Grant, first_denied_import};
 use crate::config::{EngineConfig, PluginLimits};
+use crate::contract_version;
 use crate::error::EngineError;
 use crate::sandbox::SandboxState;
 use crate::version::PluginVersion;
@@ -48,6 +49,8 @@ pub struct PluginReport {
     pub imports: Vec<String>,
     /// Interfaces the component exports.
     pub exports: Vec<String>,
+    /// The contract version the component was built for (`None`: it names none).
+    pub contract: Option<semver::Version>,
     /// Whether the code was compiled now or loaded precompiled.
     pub origin: LoadOrigin,
 }
@@ -167,6 +170,23 @@ impl PluginEngine {
             .exports(engine)
             .map(|(export, _)| export.to_owned())
             .collect();
+        let contract =
+            contract_version::targeted_version(imports.iter().chain(&exports).map(String::as_str))
+                .map_err(|reason| EngineError::WorldMismatch {
+                    name: name.to_owned(),
+                    reason,
+                })?;
+        if let Some(target) = &contract
+            && !contract_version::accepts(target)
+        {
+            return Err(EngineError::IncompatibleContract {
+                name: name.to_owned(),
+                package: contract_version::CONTRACT_PACKAGE,
+                target: target.to_string(),
+                host: contract_version::CONTRACT_VERSION.to_owned(),
+                accepted: contract_version::accepted_range(),
+            });
+        }
         if let Some(import) = first_denied_import(imports.iter().map(String::as_str), grants) {
             return Err(EngineError::DeniedImport {
                 name: name.to_owned(),
@@ -190,6 +210,7 @@ impl PluginEngine {
                 size_bytes: bytes.len(),
                 imports,
                 exports,
+                contract,
                 origin,
             }),
         })

@@ -59,6 +59,22 @@ pub enum EngineError {
         /// What does not match.
         reason: String,
     },
+    /// The component targets a contract version this host does not accept.
+    #[error(
+        "plugin {name} targets {package}@{target}; this host implements {package}@{host} and accepts {accepted}"
+    )]
+    IncompatibleContract {
+        /// Plugin name.
+        name: String,
+        /// The contract package.
+        package: &'static str,
+        /// The version the component was built for.
+        target: String,
+        /// The version the host implements.
+        host: String,
+        /// The versions the host accepts.
+        accepted: String,
+    },
     /// A plugin limit is outside what the engine allows.
     #[error("plugin {name}: {reason}")]
     InvalidLimits {

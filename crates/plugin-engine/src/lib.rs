@@ -12,6 +12,7 @@ mod bindings;
 mod capabilities;
 mod chain;
 mod config;
+pub mod contract_version;
 mod core_data;
 mod engine;
 mod error;

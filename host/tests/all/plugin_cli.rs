@@ -77,6 +77,12 @@ fn check_reports_version_world_imports_and_compile_time() {
         "{stdout}"
     );
     assert!(stdout.contains("compiled in"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "contract: built for adtrack:plugin@0.1.0; this host implements 0.1.0 and accepts 0.1.0 to 0.1.0"
+        ),
+        "{stdout}"
+    );
 }
 
 #[test]

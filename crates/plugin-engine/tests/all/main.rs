@@ -6,6 +6,7 @@
 mod artifact_cache;
 mod common;
 mod conformance;
+mod contract_versions;
 mod hostile_plugins;
 mod hot_swap;
 mod plugin_outcomes;

@@ -1,0 +1,52 @@
+//! Backends that crash and come back while the load runs and the consumer writes: the
+//! Redis server (core data and counters) is killed and restarted, DynamoDB Local is
+//! killed mid-batch and restarted. Both keep what they acknowledged on disk, as the
+//! managed services do; the pipeline must neither lose nor double-count a record.
+
+use test_support::PrivateService;
+
+use super::aws_world::AwsWorld;
+use super::consumer::{Running, catch_up, poller};
+use super::load::{Load, REQUESTS};
+use super::reconcile::Reconciliation;
+
+/// Runs the load with the consumer polling, kills `service` of the world a third of
+/// the way through, restarts it at two thirds, and reconciles.
+async fn crash_and_restart(scenario: &'static str, pick: fn(&mut AwsWorld) -> &mut PrivateService) {
+    let mut world = AwsWorld::start().await;
+    let host = world.start_host().await;
+    let consumer = Running::start(poller(&world).await);
+    let load = Load::start(&host.url);
+    load.until_acknowledged(REQUESTS / 3).await;
+    pick(&mut world).kill();
+    load.until_acknowledged(2 * REQUESTS / 3).await;
+    pick(&mut world).restart().await;
+    let report = load.finish().await;
+
+    let mut poller = consumer.stop().await;
+    catch_up(&mut poller).await;
+    Reconciliation::new(
+        scenario,
+        &report.acknowledged,
+        &[],
+        world.observe().await,
+        report.failures(),
+    )
+    .print_and_check();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_under_load_loses_and_double_counts_nothing() {
+    crash_and_restart("Redis killed and restarted under load", |world| {
+        &mut world.redis
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_restarted_mid_batch_loses_and_double_stores_nothing() {
+    crash_and_restart("DynamoDB Local restarted mid-batch", |world| {
+        &mut world.dynamodb
+    })
+    .await;
+}

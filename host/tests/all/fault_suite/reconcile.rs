@@ -1,0 +1,218 @@
+//! The reconciliation after a scenario: what the clients were told against what is on
+//! the stream, in the store and in the counters, printed as one line and then checked.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+use contract::redis_names::{EVENT_COUNT_FIELD, program_key};
+use test_support::PrivateService;
+
+use super::load::PROGRAMS;
+
+/// What a scenario's backends hold after the consumer caught up.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// The message id of every record on the stream (every shard), duplicates included.
+    pub stream: Vec<String>,
+    /// The message id of every stored item.
+    pub stored: Vec<String>,
+    /// The sum of the program counters.
+    pub counted: u64,
+    /// Dead letters written.
+    pub dead_letters: usize,
+}
+
+/// One scenario's reconciliation.
+pub struct Reconciliation {
+    scenario: &'static str,
+    acknowledged: BTreeSet<String>,
+    poison: BTreeSet<String>,
+    observed: Observed,
+    client_failures: String,
+}
+
+impl Reconciliation {
+    /// Compares the `acknowledged` message ids with what was `observed`; the `poison`
+    /// ids (acknowledged, but records the consumer can never handle) must end as dead
+    /// letters instead of stored items. `client_failures` says what the clients got
+    /// besides `200`.
+    pub fn new(
+        scenario: &'static str,
+        acknowledged: &[String],
+        poison: &[String],
+        observed: Observed,
+        client_failures: String,
+    ) -> Self {
+        Self {
+            scenario,
+            acknowledged: acknowledged.iter().cloned().collect(),
+            poison: poison.iter().cloned().collect(),
+            observed,
+            client_failures,
+        }
+    }
+
+    /// Prints the line (on the terminal, past the test harness's capture), then checks
+    /// every promise, panicking with the line when one is broken.
+    pub fn print_and_check(&self) {
+        let line = self.line();
+        let _ = writeln!(std::io::stderr(), "{line}");
+        let problems = self.problems();
+        assert!(
+            problems.is_empty(),
+            "{line}\nbroken promises:\n  {}",
+            problems.join("\n  ")
+        );
+    }
+
+    /// `fault suite | scenario | acknowledged A | on the stream S | stored T | counted C | …`
+    fn line(&self) -> String {
+        let mut line = format!(
+            "fault suite | {} | acknowledged {} | on the stream {} | stored {} | counted {}",
+            self.scenario,
+            self.acknowledged.len(),
+            self.acknowledged_on_stream_once(),
+            self.acknowledged_stored(),
+            self.observed.counted,
+        );
+        if !self.poison.is_empty() {
+            line.push_str(&format!(
+                " | dead letters {} of {} poison",
+                self.observed.dead_letters,
+                self.poison.len()
+            ));
+        }
+        let unacknowledged = self.unacknowledged_on_stream();
+        line.push_str(&format!(
+            " | other answers: {}{}",
+            self.client_failures,
+            if unacknowledged > 0 {
+                format!(" ({unacknowledged} unacknowledged records on the stream)")
+            } else {
+                String::new()
+            }
+        ));
+        line
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let copies = count(&self.observed.stream);
+        let stored = count(&self.observed.stored);
+        let mut problems = Vec::new();
+        let missing: Vec<&String> = self
+            .acknowledged
+            .iter()
+            .filter(|id| !copies.contains_key(id.as_str()))
+            .collect();
+        if !missing.is_empty() {
+            problems.push(format!(
+                "{} acknowledged requests are not on the stream, e.g. {:?}",
+                missing.len(),
+                missing.first()
+            ));
+        }
+        let duplicated = copies.values().filter(|copies| **copies > 1).count();
+        if duplicated > 0 {
+            problems.push(format!(
+                "{duplicated} records are on the stream more than once"
+            ));
+        }
+        let expected: BTreeSet<&str> = copies
+            .keys()
+            .copied()
+            .filter(|id| !self.poison.contains(*id))
+            .collect();
+        let unstored: Vec<&&str> = expected
+            .iter()
+            .filter(|id| !stored.contains_key(**id))
+            .collect();
+        if !unstored.is_empty() {
+            problems.push(format!(
+                "{} good records on the stream are not stored, e.g. {:?}",
+                unstored.len(),
+                unstored.first()
+            ));
+        }
+        let unexpected: Vec<&&str> = stored
+            .keys()
+            .filter(|id| !expected.contains(**id))
+            .collect();
+        if !unexpected.is_empty() {
+            problems.push(format!(
+                "{} stored items are no good record of the stream, e.g. {:?}",
+                unexpected.len(),
+                unexpected.first()
+            ));
+        }
+        if stored.values().any(|copies| *copies > 1) {
+            problems.push("an event is stored more than once".into());
+        }
+        if self.observed.counted != stored.len() as u64 {
+            problems.push(format!(
+                "the counters say {} but {} events are stored",
+                self.observed.counted,
+                stored.len()
+            ));
+        }
+        if self.observed.dead_letters != self.poison.len() {
+            problems.push(format!(
+                "{} dead letters for {} poison records",
+                self.observed.dead_letters,
+                self.poison.len()
+            ));
+        }
+        problems
+    }
+
+    fn acknowledged_on_stream_once(&self) -> usize {
+        let copies = count(&self.observed.stream);
+        self.acknowledged
+            .iter()
+            .filter(|id| copies.get(id.as_str()) == Some(&1))
+            .count()
+    }
+
+    fn acknowledged_stored(&self) -> usize {
+        let stored = count(&self.observed.stored);
+        self.acknowledged
+            .iter()
+            .filter(|id| stored.contains_key(id.as_str()))
+            .count()
+    }
+
+    fn unacknowledged_on_stream(&self) -> usize {
+        count(&self.observed.stream)
+            .keys()
+            .filter(|id| !self.acknowledged.contains(**id))
+            .count()
+    }
+}
+
+/// How often each id occurs.
+fn count(ids: &[String]) -> BTreeMap<&str, usize> {
+    let mut counts = BTreeMap::new();
+    for id in ids {
+        *counts.entry(id.as_str()).or_default() += 1;
+    }
+    counts
+}
+
+/// The sum of the sample programs' event counters in `redis` (read straight from it).
+pub async fn counter_total(redis: &PrivateService) -> u64 {
+    let client = redis::Client::open(redis.url()).expect("redis url");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let mut total = 0;
+    for program in PROGRAMS {
+        let count: Option<u64> = redis::cmd("HGET")
+            .arg(program_key(program))
+            .arg(EVENT_COUNT_FIELD)
+            .query_async(&mut connection)
+            .await
+            .expect("HGET");
+        total += count.unwrap_or_default();
+    }
+    total
+}

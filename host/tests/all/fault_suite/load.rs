@@ -1,6 +1,7 @@
 //! The bounded load: a few concurrent clients sending a fixed number of tracking calls
-//! (`GET /event/{programId}` over the sample programs) to a host that a scenario may
-//! replace while they run, keeping the message id of every `200`.
+//! (`GET /event/{programId}` over the sample programs), paced so that the load lasts
+//! long enough (about 8 s) for a fault to strike in its middle, to a host that a
+//! scenario may replace while they run, keeping the message id of every `200`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +18,9 @@ pub const REQUESTS: usize = 300;
 
 /// Concurrent clients.
 const CLIENTS: usize = 6;
+
+/// The pause of a client between two requests.
+const PACE: Duration = Duration::from_millis(150);
 
 /// What the clients got.
 #[derive(Debug, Default)]
@@ -92,19 +96,27 @@ impl Load {
                         PROGRAMS[n % PROGRAMS.len()]
                     );
                     let outcome = track(&http, &url).await;
-                    let mut report = report.lock().unwrap_or_else(PoisonError::into_inner);
-                    match outcome {
-                        Ok(message_id) => {
-                            report.acknowledged.push(message_id);
-                            acknowledged.fetch_add(1, Ordering::SeqCst);
-                            continue;
+                    let acknowledged_now = {
+                        let mut report = report.lock().unwrap_or_else(PoisonError::into_inner);
+                        match outcome {
+                            Ok(message_id) => {
+                                report.acknowledged.push(message_id);
+                                true
+                            }
+                            Err(Some(status)) => {
+                                *report.refused.entry(status).or_default() += 1;
+                                false
+                            }
+                            Err(None) => {
+                                report.unanswered += 1;
+                                false
+                            }
                         }
-                        Err(Some(status)) => *report.refused.entry(status).or_default() += 1,
-                        Err(None) => report.unanswered += 1,
+                    };
+                    if acknowledged_now {
+                        acknowledged.fetch_add(1, Ordering::SeqCst);
                     }
-                    drop(report);
-                    // A client backs off after a failure instead of hammering.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(PACE).await;
                 }
             });
         }

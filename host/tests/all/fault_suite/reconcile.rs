@@ -29,6 +29,7 @@ pub struct Reconciliation {
     poison: BTreeSet<String>,
     observed: Observed,
     client_failures: String,
+    broken_promises: Vec<String>,
 }
 
 impl Reconciliation {
@@ -49,7 +50,16 @@ impl Reconciliation {
             poison: poison.iter().cloned().collect(),
             observed,
             client_failures,
+            broken_promises: Vec::new(),
         }
+    }
+
+    /// Adds a promise of the scenario's own: `broken` describes it when it does not hold.
+    pub fn require(mut self, holds: bool, broken: String) -> Self {
+        if !holds {
+            self.broken_promises.push(broken);
+        }
+        self
     }
 
     /// Prints the line (on the terminal, past the test harness's capture; and as a
@@ -142,7 +152,7 @@ impl Reconciliation {
     fn problems(&self) -> Vec<String> {
         let copies = count(&self.observed.stream);
         let stored = count(&self.observed.stored);
-        let mut problems = Vec::new();
+        let mut problems = self.broken_promises.clone();
         let missing: Vec<&String> = self
             .acknowledged
             .iter()
@@ -150,9 +160,9 @@ impl Reconciliation {
             .collect();
         if !missing.is_empty() {
             problems.push(format!(
-                "{} acknowledged requests are not on the stream, e.g. {:?}",
+                "{} acknowledged requests are not on the stream, e.g. {}",
                 missing.len(),
-                missing.first()
+                missing[0]
             ));
         }
         let duplicated = copies.values().filter(|copies| **copies > 1).count();
@@ -172,9 +182,9 @@ impl Reconciliation {
             .collect();
         if !unstored.is_empty() {
             problems.push(format!(
-                "{} good records on the stream are not stored, e.g. {:?}",
+                "{} good records on the stream are not stored, e.g. {}",
                 unstored.len(),
-                unstored.first()
+                unstored[0]
             ));
         }
         let unexpected: Vec<&&str> = stored
@@ -183,9 +193,9 @@ impl Reconciliation {
             .collect();
         if !unexpected.is_empty() {
             problems.push(format!(
-                "{} stored items are no good record of the stream, e.g. {:?}",
+                "{} stored items are no good record of the stream, e.g. {}",
                 unexpected.len(),
-                unexpected.first()
+                unexpected[0]
             ));
         }
         if stored.values().any(|copies| *copies > 1) {

@@ -47,7 +47,7 @@ async fn crash_and_restart(scenario: &'static str, pick: fn(&mut AwsWorld) -> &m
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_and_restarted_under_load_loses_and_double_counts_nothing() {
-    crash_and_restart("Redis killed and restarted under load", |world| {
+    crash_and_restart("Redis killed under load, restarted 3 s later", |world| {
         &mut world.redis
     })
     .await;
@@ -55,8 +55,9 @@ async fn redis_killed_and_restarted_under_load_loses_and_double_counts_nothing()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_restarted_mid_batch_loses_and_double_stores_nothing() {
-    crash_and_restart("DynamoDB Local restarted mid-batch", |world| {
-        &mut world.dynamodb
-    })
+    crash_and_restart(
+        "DynamoDB Local killed mid-batch, restarted 3 s later",
+        |world| &mut world.dynamodb,
+    )
     .await;
 }

@@ -28,7 +28,7 @@ async fn a_host_killed_under_load_loses_nothing_it_acknowledged() {
     let mut poller = poller(&world).await;
     catch_up(&mut poller).await;
     Reconciliation::new(
-        "host kill -9 under load",
+        "host `kill -9` under load (Kinesis 20 ms slower)",
         &report.acknowledged,
         &[],
         world.observe().await,

@@ -31,7 +31,7 @@ async fn kinesis_blackholed_then_restored_loses_and_duplicates_nothing() {
     let mut poller = poller(&world).await;
     catch_up(&mut poller).await;
     Reconciliation::new(
-        "kinesalite blackholed, then restored",
+        "kinesalite blackholed for 8 s under load, then restored",
         &report.acknowledged,
         &[],
         world.observe().await,

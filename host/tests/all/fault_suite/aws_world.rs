@@ -2,6 +2,7 @@
 //! Local, a fault proxy in front of each (the processes under test only ever reach a
 //! service through its proxy), a two-shard stream, a table, and the sample programs.
 
+use adtrack_consumer::aws::dynamodb::is_event_id;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
@@ -171,7 +172,7 @@ impl AwsWorld {
         all
     }
 
-    /// The id of every item in the table.
+    /// The id of every event item in the table (not the counter and attempt items).
     pub async fn stored_ids(&self) -> Vec<String> {
         let dynamodb = self.dynamodb_client().await;
         let mut ids = Vec::new();
@@ -185,7 +186,9 @@ impl AwsWorld {
                 .await
                 .expect("Scan");
             for item in output.items() {
-                if let Some(AttributeValue::S(id)) = item.get("id") {
+                if let Some(AttributeValue::S(id)) = item.get("id")
+                    && is_event_id(id)
+                {
                     ids.push(id.clone());
                 }
             }

@@ -9,9 +9,8 @@
 //! `acknowledged / on the stream / stored / counted`, which the README's reliability
 //! table shows.
 //!
-//! The scenarios whose promise the current code does not keep yet (invalid partition
-//! keys, poison records, counters under redelivery in embedded mode) are separate test
-//! functions in their own modules, so a failure names the broken promise.
+//! Each scenario is a test function of its own, so a failure names the broken promise
+//! and prints the numbers that break it.
 
 mod aws_world;
 mod consumer;

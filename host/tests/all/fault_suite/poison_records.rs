@@ -2,8 +2,9 @@
 //! the AWS path under the Lambda Runtime API emulator and in embedded mode: the poison
 //! ends as a dead letter, every good record is stored and counted, nothing is stuck.
 //!
-//! The consumer chain ends with `hostile-half-trap`, which traps on events whose id
-//! ends in an even byte: the good events' ids end in `1`, the poison's in `0`.
+//! The consumer chain ends with `hostile-half-trap`, which traps on events whose client
+//! id (the `id` a client sent, kept as `clientEventId`) ends in an even byte: the good
+//! events' ids end in `1`, the poison's in `0`.
 
 use std::time::{Duration, Instant};
 

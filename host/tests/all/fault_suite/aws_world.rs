@@ -2,6 +2,8 @@
 //! Local, a fault proxy in front of each (the processes under test only ever reach a
 //! service through its proxy), a two-shard stream, a table, and the sample programs.
 
+use std::sync::Arc;
+
 use adtrack_consumer::aws::dynamodb::is_event_id;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
@@ -13,6 +15,7 @@ use aws_sdk_kinesis::types::{Record, ShardIteratorType};
 use contract::TrackingEvent;
 use test_support::{FaultProxy, PrivateService, ServiceKind};
 
+use super::consumer::CollectedDeadLetters;
 use super::reconcile::{Observed, counter_total};
 use crate::common::*;
 
@@ -34,6 +37,8 @@ pub struct AwsWorld {
     pub stream: String,
     /// The table the consumer writes.
     pub table: String,
+    /// What the consumer dead-lettered.
+    pub dead_letters: Arc<CollectedDeadLetters>,
 }
 
 impl AwsWorld {
@@ -54,6 +59,7 @@ impl AwsWorld {
             dynamodb,
             stream: "fault-events".into(),
             table: "fault-events".into(),
+            dead_letters: Arc::default(),
         };
         create_stream(&world.kinesis().await, &world.stream, 2).await;
         create_table(&world.dynamodb_client().await, &world.table).await;
@@ -109,13 +115,13 @@ impl AwsWorld {
         aws_sdk_dynamodb::Client::new(&sdk_config(&url).await)
     }
 
-    /// What the stream, the table and the counters hold.
+    /// What the stream, the table, the counters and the dead letters hold.
     pub async fn observe(&self) -> Observed {
         Observed {
             stream: self.stream_message_ids().await,
             stored: self.stored_ids().await,
             counted: counter_total(&self.redis).await,
-            dead_letters: 0,
+            dead_letters: self.dead_letters.count(),
         }
     }
 

@@ -1,17 +1,20 @@
-//! The consumer of the AWS-path scenarios: the real consumer core with its DynamoDB
-//! store and Redis counters (both reached through the world's proxies), driven by the
-//! Kinesis poller, which plays the event source mapping (a failed record and the ones
-//! after it are read again on the next poll).
+//! The consumer of the AWS-path scenarios: the real consumer core configured as the
+//! Lambda function is (DynamoDB store and attempt counts, Redis counters, both reached
+//! through the world's proxies), with its dead letters collected to be counted, driven
+//! by the Kinesis poller, which plays the event source mapping (a failed record and the
+//! ones after it are read again on the next poll).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use adtrack_consumer::Consumer;
-use adtrack_consumer::aws::DynamoDbStore;
 use adtrack_consumer::aws::kinesis_poller::KinesisPoller;
-use adtrack_consumer::dead_letter::LoggedDeadLetters;
+use adtrack_consumer::aws::{DynamoDbAttempts, DynamoDbStore};
+use adtrack_consumer::dead_letter::{DeadLetter, DeadLetterError, DeadLetterSink};
+use adtrack_consumer::handler::DEFAULT_MAX_ATTEMPTS;
 use adtrack_consumer::init::load_chain;
+use async_trait::async_trait;
 use core_data::RedisCoreData;
 use settings::CredentialUrl;
 use tokio::task::JoinHandle;
@@ -22,8 +25,31 @@ use crate::common::repo_root;
 /// How long the consumer may take to catch up after the load.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(45);
 
+/// Dead letters kept in memory, so a scenario can count them.
+#[derive(Debug, Default)]
+pub struct CollectedDeadLetters(Mutex<Vec<DeadLetter>>);
+
+impl CollectedDeadLetters {
+    /// Letters sent so far.
+    pub fn count(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+#[async_trait]
+impl DeadLetterSink for CollectedDeadLetters {
+    async fn send(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
+        tracing::warn!(dead_letter = %letter.to_json(), "dead letter");
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(letter.clone());
+        Ok(())
+    }
+}
+
 /// A poller from the oldest record of every shard, with the repository pipeline's
-/// consumer chain.
+/// consumer chain, sending its dead letters to the world's collection.
 pub async fn poller(world: &AwsWorld) -> KinesisPoller {
     let url = CredentialUrl::from(world.redis_url().as_str());
     let redis = RedisCoreData::connect(&url, None, Duration::from_secs(2))
@@ -37,13 +63,15 @@ pub async fn poller(world: &AwsWorld) -> KinesisPoller {
     )
     .await
     .expect("the consumer chain loads");
-    let store = DynamoDbStore::new(world.dynamodb_client_through_proxy().await, &world.table);
+    let dynamodb = world.dynamodb_client_through_proxy().await;
+    let attempts = DynamoDbAttempts::new(dynamodb.clone(), &world.table);
     let consumer = Consumer::new(
         Arc::new(chain),
-        Arc::new(store),
-        Arc::new(LoggedDeadLetters),
+        Arc::new(DynamoDbStore::new(dynamodb, &world.table)),
+        world.dead_letters.clone(),
         Arc::new(redis),
-    );
+    )
+    .with_attempts(Arc::new(attempts), DEFAULT_MAX_ATTEMPTS);
     KinesisPoller::new(world.kinesis().await, &world.stream, Arc::new(consumer))
 }
 

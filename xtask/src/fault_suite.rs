@@ -22,16 +22,40 @@ pub fn prepare(root: &Path) -> Result<PathBuf> {
     }
 }
 
-/// Prints the table of the rows the scenarios wrote, sorted by scenario.
+/// Prints the table of the rows the scenarios wrote.
 pub fn print(path: &Path) {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut rows: Vec<&str> = text.lines().filter(|line| !line.is_empty()).collect();
+    let rows = std::fs::read_to_string(path).unwrap_or_default();
+    eprintln!("xtask: fault suite\n{}", table(&rows));
+}
+
+/// The header and `rows` (one per line, in the order the scenarios finished), sorted by
+/// scenario.
+fn table(rows: &str) -> String {
+    let mut rows: Vec<&str> = rows.lines().filter(|line| !line.is_empty()).collect();
     rows.sort_unstable();
-    eprintln!(
-        "xtask: fault suite ({} scenarios ran)\n{HEADER}",
-        rows.len()
-    );
-    for row in rows {
-        eprintln!("{row}");
+    std::iter::once(HEADER)
+        .chain(rows)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_sorted_under_the_header() {
+        let rows =
+            "| b | 1 | 1 | 1 | 1 | 0 | none | kept |\n\n| a | 2 | 2 | 2 | 2 | 0 | none | kept |\n";
+        let table = table(rows);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines[0].starts_with("| scenario |"));
+        assert!(lines[2].starts_with("| a |") && lines[3].starts_with("| b |"));
+    }
+
+    #[test]
+    fn no_rows_is_the_header_alone() {
+        assert_eq!(table(""), HEADER);
     }
 }

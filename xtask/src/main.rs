@@ -2,6 +2,7 @@
 //! `cargo xtask plugins` and the packaging, deployment and benchmark tasks.
 
 mod debian;
+mod fault_suite;
 mod infrastructure;
 mod lambda;
 mod languages;
@@ -128,7 +129,8 @@ fn quick_check(root: &Path) -> Result<()> {
 }
 
 /// Everything: the plugins in every language, format and lint, the Lambda package, the
-/// services, every test of the workspace (unit and integration), then the templates.
+/// services, every test of the workspace (unit and integration, the fault suite among
+/// them, whose table is printed after them), then the templates.
 fn test(root: &Path) -> Result<()> {
     plugins::build(root)?;
     languages::build(root)?;
@@ -138,12 +140,19 @@ fn test(root: &Path) -> Result<()> {
     let services = services::Services::start(root)?;
     let mut env = services.env();
     env.push(("LAMBDA_PACKAGE".to_owned(), package.display().to_string()));
-    step(
+    let fault_report = fault_suite::prepare(root)?;
+    env.push((
+        "FAULT_SUITE_REPORT".to_owned(),
+        fault_report.display().to_string(),
+    ));
+    let tests = step(
         root,
         "tests",
         &["test", "--workspace", "--all-targets"],
         &env,
-    )?;
+    );
+    fault_suite::print(&fault_report);
+    tests?;
     drop(services);
     infrastructure::test(root)?;
     Ok(())

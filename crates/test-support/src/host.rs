@@ -106,6 +106,12 @@ impl Host {
         self.child.wait().expect("host exits")
     }
 
+    /// Kills the process with SIGKILL, as a crash would: no drain, no goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Where the embedded stream log lives.
     pub fn stream_log(&self) -> PathBuf {
         self.data_dir.path().join("stream.redb")

@@ -1,10 +1,15 @@
 //! Helpers shared by the workspace's integration tests (a dev-dependency only): where
 //! the repository and the built plugins are, the addresses of the services
 //! `cargo xtask test` starts (a missing one fails the test loudly, never skips it),
-//! unique names, and a harness that runs the real `adtrack-host` binary.
+//! unique names, a harness that runs the real `adtrack-host` binary, and what the fault
+//! suite needs: a TCP fault proxy, private service processes and the packaged Lambda
+//! function under the Runtime API emulator.
 #![deny(missing_docs)]
 
+mod fault_proxy;
 mod host;
+mod lambda;
+mod private_services;
 mod reference;
 
 use std::net::TcpListener;
@@ -12,7 +17,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use fault_proxy::{Fault, FaultProxy};
 pub use host::{ADMIN_TOKEN, Host};
+pub use lambda::LambdaFunction;
+pub use private_services::{PrivateService, ServiceKind};
 pub use reference::{ReferenceTrackingEvent, decode_with_reference_schema, reference_proto};
 
 /// The repository root.

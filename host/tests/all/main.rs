@@ -7,6 +7,7 @@ mod bad_input;
 mod candidates;
 mod common;
 mod embedded_mode;
+mod fault_suite;
 mod fleet_releases;
 mod hot_swap;
 mod kinesis_stream;

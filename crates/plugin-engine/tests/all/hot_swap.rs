@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::common::*;
 use plugin_engine::{
-    EngineError, NoCoreData, Outcome, PluginChain, PluginRegistry, PluginSettings, PluginVersion,
+    EngineError, NoCoreData, Outcome, PluginChain, PluginLimits, PluginRegistry, PluginSettings,
+    PluginVersion,
 };
 
 /// An event the `filter` plugin accepts and `validate-tracking` rejects (no checksum),
@@ -26,9 +27,16 @@ fn setup() -> (
     let engine = engine();
     let registry = Arc::new(PluginRegistry::new(engine.clone()));
     let old = plugin_bytes("filter");
-    let plugin = registry
-        .register("gate", PluginSettings::default(), &old)
-        .expect("register");
+    // A generous deadline: this test is about the swap, and a loaded machine (the rest
+    // of the suite runs beside it) can hold a call past the default 100 ms.
+    let settings = PluginSettings {
+        limits: PluginLimits {
+            timeout: std::time::Duration::from_secs(5),
+            ..PluginLimits::default()
+        },
+        ..PluginSettings::default()
+    };
+    let plugin = registry.register("gate", settings, &old).expect("register");
     let chain = PluginChain::new(engine, vec![plugin], Arc::new(NoCoreData));
     let new = plugin_bytes("validate-tracking");
     (

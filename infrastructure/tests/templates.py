@@ -8,6 +8,7 @@ from cfnlint.decode import cfn_yaml
 
 INFRASTRUCTURE = Path(__file__).resolve().parent.parent
 ROOT_TEMPLATE = INFRASTRUCTURE / "adtrack.yaml"
+BOOTSTRAP_TEMPLATE = INFRASTRUCTURE / "bootstrap.yaml"
 STACKS = INFRASTRUCTURE / "stacks"
 
 
@@ -38,5 +39,5 @@ def nested(logical_id: str) -> dict:
 
 def all_templates() -> dict[str, dict]:
     """Every template: file name -> parsed template."""
-    paths = [ROOT_TEMPLATE, *sorted(STACKS.glob("*.yaml"))]
+    paths = [ROOT_TEMPLATE, BOOTSTRAP_TEMPLATE, *sorted(STACKS.glob("*.yaml"))]
     return {path.name: load(path) for path in paths}

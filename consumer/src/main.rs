@@ -7,13 +7,18 @@ use std::sync::Arc;
 use adtrack_consumer::Consumer;
 use adtrack_consumer::aws::config::ConsumerCommand;
 use adtrack_consumer::aws::replay::{ReplaySources, replay as replay_queue};
-use adtrack_consumer::aws::{ConsumerConfig, aws_consumer, lambda};
+use adtrack_consumer::aws::{ConsumerConfig, aws_consumer, deployment, lambda};
 use adtrack_consumer::init;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Before parsing: the description needs none of the required settings.
+    if std::env::args().nth(1).as_deref() == Some(deployment::FLAG) {
+        println!("{}", deployment::describe());
+        return ExitCode::SUCCESS;
+    }
     let config = ConsumerConfig::parse();
     init_logging(config.log_json);
     if let Err(error) = config.validate() {
@@ -34,7 +39,14 @@ async fn main() -> ExitCode {
     if let Some(ConsumerCommand::Replay { max_messages }) = &config.command {
         return replay(&config, &consumer, *max_messages).await;
     }
-    match lambda::run(Arc::new(consumer)).await {
+    let plugin_metrics = config.metrics.recorder("consumer");
+    if let Some(recorder) = &plugin_metrics
+        && let Err(error) = metrics::set_global_recorder(recorder.clone())
+    {
+        tracing::error!(%error, "cannot install the plugin metrics recorder");
+        return ExitCode::FAILURE;
+    }
+    match lambda::run(Arc::new(consumer), plugin_metrics).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "the Lambda runtime stopped");

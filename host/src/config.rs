@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use plugin_metrics::MetricsConfig;
 use releases::RegistryConfig;
 use settings::InvalidSetting;
 
@@ -32,6 +33,9 @@ pub struct ServeConfig {
     /// The stream stage.
     #[command(flatten)]
     pub stream: StreamConfig,
+    /// The plugin metrics for CloudWatch.
+    #[command(flatten)]
+    pub metrics: MetricsConfig,
 }
 
 /// Where the plugins come from: the registry's current release (seeded from the

@@ -3,9 +3,11 @@
 mod announce;
 mod cache;
 mod config;
+mod deployment;
 mod http;
 mod plugin_cli;
 mod plugin_test;
+mod recorders;
 mod release_cli;
 mod samples;
 mod service;
@@ -15,7 +17,7 @@ mod views;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
@@ -42,6 +44,9 @@ enum Command {
     /// Run a pipeline file's chain over events.
     #[command(subcommand)]
     Pipeline(PipelineCommand),
+    /// Print the environment variables `serve` reads and the metrics it writes (JSON).
+    #[command(hide = true)]
+    DescribeDeployment,
 }
 
 #[tokio::main]
@@ -53,6 +58,7 @@ async fn main() -> ExitCode {
         Command::Serve(config) => service::serve(*config).await,
         Command::Plugin(command) => plugin_cli::plugin(command).await,
         Command::Pipeline(command) => plugin_cli::pipeline(command, plugin_logs).await,
+        Command::DescribeDeployment => deployment::print(&Cli::command()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,7 +15,6 @@ use aws_config::timeout::TimeoutConfig;
 use contract::redis_names::RELEASES_CHANNEL;
 use core_data::{CoreDataStore, CoreDataUpdates, InProcessCoreData, RedisCoreData};
 use embedded_log::EmbeddedLog;
-use metrics_exporter_prometheus::PrometheusBuilder;
 use plugin_engine::{EngineConfig, PipelineFile, PluginEngine, Side};
 use releases::{LocalStore, ReleaseRuntime};
 use tokio::net::TcpListener;
@@ -39,9 +38,8 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
              are open to anyone who reaches this host"
         );
     }
-    let metrics = PrometheusBuilder::new()
-        .install_recorder()
-        .context("cannot install the metrics recorder")?;
+    let recorders = crate::recorders::install(&config.metrics)?;
+    let metrics = recorders.prometheus.clone();
 
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;

@@ -60,6 +60,10 @@ pub struct ConsumerConfig {
     #[command(flatten)]
     pub registry: releases::RegistryConfig,
 
+    /// The plugin metrics for CloudWatch.
+    #[command(flatten)]
+    pub metrics: plugin_metrics::MetricsConfig,
+
     /// Log as JSON lines (CloudWatch) instead of human-readable text.
     #[arg(long, env = "LOG_JSON", default_value_t = true, action = clap::ArgAction::Set)]
     pub log_json: bool,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::{LambdaEvent, service_fn};
+use plugin_metrics::PluginMetrics;
 
 use crate::handler::{BatchReport, Consumer, StreamRecord};
 
@@ -39,12 +40,21 @@ pub async fn handle_kinesis_event(
     response_for(&report)
 }
 
-/// Serves invocations from the Lambda Runtime API until the runtime stops.
-pub async fn run(consumer: Arc<Consumer>) -> Result<(), lambda_runtime::Error> {
+/// Serves invocations from the Lambda Runtime API until the runtime stops, writing the
+/// plugin metrics (if any) at the end of each invocation, before Lambda freezes the process.
+pub async fn run(
+    consumer: Arc<Consumer>,
+    plugin_metrics: Option<PluginMetrics>,
+) -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<KinesisEvent>| {
         let consumer = consumer.clone();
+        let plugin_metrics = plugin_metrics.clone();
         async move {
-            Ok::<_, lambda_runtime::Error>(handle_kinesis_event(&consumer, event.payload).await)
+            let response = handle_kinesis_event(&consumer, event.payload).await;
+            if let Some(plugin_metrics) = plugin_metrics {
+                plugin_metrics.flush();
+            }
+            Ok::<_, lambda_runtime::Error>(response)
         }
     }))
     .await

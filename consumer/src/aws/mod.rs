@@ -5,6 +5,7 @@
 
 pub mod attempts;
 pub mod config;
+pub mod deployment;
 pub mod dynamodb;
 mod init;
 pub mod kinesis_poller;

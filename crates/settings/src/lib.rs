@@ -6,6 +6,8 @@
 //! on a settings group is already safe to print.
 #![deny(missing_docs)]
 
+pub mod deployment;
+
 use std::convert::Infallible;
 use std::fmt;
 use std::str::FromStr;

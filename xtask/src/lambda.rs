@@ -36,31 +36,88 @@ pub fn install_tools(root: &Path) -> Result<LambdaTools> {
     })
 }
 
+/// The CPU architecture of a deployment: the consumer's Lambda package and the host's
+/// container image are built for the same one, and the templates' `Architecture`
+/// parameter names it the same way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Architecture {
+    /// Intel and AMD (Lambda `x86_64`, ECS `X86_64`).
+    #[default]
+    #[value(name = "x86-64")]
+    X86_64,
+    /// Graviton (Lambda and Docker `arm64`, ECS `ARM64`).
+    Arm64,
+}
+
+impl Architecture {
+    /// The value of the templates' `Architecture` parameter.
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::X86_64 => "x86-64",
+            Architecture::Arm64 => "arm64",
+        }
+    }
+
+    /// The platform of the container image, as `docker buildx --platform` takes it.
+    pub fn docker_platform(self) -> &'static str {
+        match self {
+            Architecture::X86_64 => "linux/amd64",
+            Architecture::Arm64 => "linux/arm64",
+        }
+    }
+
+    /// The architecture of the machine running xtask, if it is one of the two.
+    pub fn of_this_machine() -> Option<Self> {
+        match std::env::consts::ARCH {
+            "x86_64" => Some(Architecture::X86_64),
+            "aarch64" => Some(Architecture::Arm64),
+            _ => None,
+        }
+    }
+
+    fn cargo_lambda_flag(self) -> &'static str {
+        match self {
+            Architecture::X86_64 => "--x86-64",
+            Architecture::Arm64 => "--arm64",
+        }
+    }
+}
+
+impl std::str::FromStr for Architecture {
+    type Err = anyhow::Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        <Self as clap::ValueEnum>::from_str(name, false)
+            .map_err(|_| anyhow::anyhow!("unknown architecture {name:?} (x86-64 or arm64)"))
+    }
+}
+
 /// Which binary goes into the package.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Build {
-    /// Optimised and linked by zig against the glibc of Amazon Linux 2023, into
-    /// `target/lambda/` (what `cargo xtask deploy` uploads).
-    Release,
+    /// Optimised and linked by zig against the glibc of Amazon Linux 2023 for the given
+    /// architecture, into `target/lambda/` (what `cargo xtask deploy` uploads).
+    Release(Architecture),
     /// The binary of the workspace's debug build (`cargo build --workspace`, which must
     /// have run), into `target/lambda-test/`: the test suite's copy of the package, made
     /// without compiling the consumer a second time.
     Test,
 }
 
-/// Builds the consumer's Lambda package for `provided.al2023` on x86_64: a zip holding the
+/// Builds the consumer's Lambda package for `provided.al2023`: a zip holding the
 /// executable `bootstrap`, `pipeline.toml` and the plugin components it names, at the same
 /// relative paths (Lambda unpacks it into `/var/task`, so the function runs with
 /// `PIPELINE_FILE=/var/task/pipeline.toml`). Returns `<dir>/adtrack-consumer/bootstrap.zip`.
 pub fn package(root: &Path, build: Build) -> Result<PathBuf> {
     let (binary, dir) = match build {
-        Build::Release => {
+        Build::Release(architecture) => {
             let tools = install_tools(root)?;
             eprintln!(
-                "xtask: cargo lambda build --release --package {PACKAGE} (x86_64, provided.al2023)"
+                "xtask: cargo lambda build --release --package {PACKAGE} ({}, provided.al2023)",
+                architecture.name()
             );
             let status = cargo_lambda(&tools, root)
-                .args(["lambda", "build", "--release", "--x86-64"])
+                .args(["lambda", "build", "--release", architecture.cargo_lambda_flag()])
                 .args(["--output-format", "binary", "--package", PACKAGE])
                 .status()
                 .context("cannot run cargo-lambda")?;
@@ -116,7 +173,7 @@ fn write_zip(root: &Path, binary: &Path, zip: &Path) -> Result<()> {
 }
 
 /// A `cargo-lambda` command run from the workspace root with the venv first on `PATH`.
-fn cargo_lambda(tools: &LambdaTools, root: &Path) -> Command {
+pub fn cargo_lambda(tools: &LambdaTools, root: &Path) -> Command {
     let mut path = OsString::from(&tools.bin_dir);
     if let Some(existing) = std::env::var_os("PATH") {
         path.push(":");

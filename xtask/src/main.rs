@@ -7,6 +7,7 @@ mod infrastructure;
 mod lambda;
 mod languages;
 mod load_bench;
+mod package_check;
 mod pipeline_file;
 mod plugins;
 mod python_venv;
@@ -51,8 +52,14 @@ enum Task {
     /// Check the CloudFormation templates: `cargo xtask infrastructure test`.
     #[command(subcommand)]
     Infrastructure(infrastructure::Command),
-    /// Build the consumer's Lambda zip (target/lambda/adtrack-consumer/bootstrap.zip).
-    Package,
+    /// Build the consumer's release Lambda zip (target/lambda/adtrack-consumer/bootstrap.zip)
+    /// and check it: its `bootstrap` must handle a Kinesis batch under the Lambda emulator
+    /// before `deploy` accepts it.
+    Package {
+        /// CPU architecture of the function (the deploy's --architecture must match).
+        #[arg(long, value_enum, default_value_t)]
+        architecture: lambda::Architecture,
+    },
     /// Load-test `GET /event/{id}` against a bare axum handler with wrk (release builds).
     LoadBench(load_bench::LoadBenchArgs),
     /// Time from a plugin publish to the last host task and the consumer running it
@@ -62,7 +69,8 @@ enum Task {
         #[arg(long, default_value_t = 20)]
         rounds: usize,
     },
-    /// Upload the consumer package and plugins, then deploy the CloudFormation stack.
+    /// Create or update the whole deployment: the bootstrap stack (ECR repository, artifact
+    /// bucket), the host image, the checked consumer package, the stack and the plugins.
     Deploy(infrastructure::DeployArgs),
 }
 
@@ -83,8 +91,10 @@ fn main() -> ExitCode {
         Task::Deploy(args) => infrastructure::deploy(&root, &args),
         Task::LoadBench(args) => load_bench::run(&root, &args),
         Task::ReleaseBench { rounds } => release_bench::run(&root, rounds),
-        Task::Package => {
-            lambda::package(&root, lambda::Build::Release).map(|zip| println!("{}", zip.display()))
+        Task::Package { architecture } => {
+            lambda::package(&root, lambda::Build::Release(architecture))
+                .and_then(|zip| package_check::verify(&root, &zip, architecture).map(|()| zip))
+                .map(|zip| println!("{}", zip.display()))
         }
     };
     match result {

@@ -226,7 +226,7 @@ fn dynamodb_local_dir(npm_tools: &Path) -> Result<PathBuf> {
 }
 
 /// Installs moto's server into `target/venv-services` if missing; returns `moto_server`.
-fn install_moto(root: &Path) -> Result<PathBuf> {
+pub(crate) fn install_moto(root: &Path) -> Result<PathBuf> {
     let venv = crate::python_venv::ensure(root, "target/venv-services", MOTO_REQUIREMENTS)?;
     Ok(venv.join("bin/moto_server"))
 }
@@ -236,26 +236,25 @@ fn redis_ready() -> bool {
 }
 
 fn kinesis_ready() -> bool {
-    aws_json_call(KINESALITE_PORT, "Kinesis_20131202.ListStreams", "kinesis")
+    aws_json_call(KINESALITE_PORT, "Kinesis_20131202.ListStreams", "kinesis", "{}")
         .is_some_and(|answer| answer.contains("StreamNames"))
 }
 
 /// DynamoDB Local accepts connections seconds before it answers: ready means ListTables works.
 fn dynamodb_ready() -> bool {
-    aws_json_call(DYNAMODB_PORT, "DynamoDB_20120810.ListTables", "dynamodb")
+    aws_json_call(DYNAMODB_PORT, "DynamoDB_20120810.ListTables", "dynamodb", "{}")
         .is_some_and(|answer| answer.contains("TableNames"))
 }
 
 fn moto_ready() -> bool {
-    aws_json_call(MOTO_PORT, "AmazonSQS.ListQueues", "sqs").is_some_and(|answer| {
+    aws_json_call(MOTO_PORT, "AmazonSQS.ListQueues", "sqs", "{}").is_some_and(|answer| {
         answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200")
     })
 }
 
 /// An AWS JSON-protocol call with a syntactically valid (unverified) signature, as the
 /// emulators want one; returns the raw HTTP answer.
-fn aws_json_call(port: u16, target: &str, service: &str) -> Option<String> {
-    let body = "{}";
+pub(crate) fn aws_json_call(port: u16, target: &str, service: &str, body: &str) -> Option<String> {
     let request = format!(
         "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/x-amz-json-1.1\r\n\
          X-Amz-Target: {target}\r\nX-Amz-Date: 20240101T000000Z\r\n\

@@ -1,11 +1,14 @@
-"""Deploys the stacks of the root template in moto's CloudFormation, wired exactly as
-the root wires them, and checks what moto then reports about the resources.
+"""Deploys the root stack as `aws cloudformation package` produces it (the real AWS CLI,
+uploading the nested templates to moto's S3, as `cargo xtask deploy` runs it) in moto's
+CloudFormation, wired exactly as the packaged root wires it, and checks what moto then
+reports about the resources, including that the host task and the consumer function get
+exactly the environment the binaries read.
 
-moto cannot create the root stack itself: its nested-stack support is fine, but it has no
-ElastiCache or Secrets Manager resources, so the cache stack fails and takes the root
-with it. The test therefore walks the root template: each nested stack gets the
-parameters the root passes it (root parameters, or outputs of stacks created before it),
-and is created directly. The cache stack is the only one left out; its two outputs are
+moto cannot create the root stack itself: it resolves no `Fn::GetAtt Stack.Outputs.X`
+between nested stacks, and has no ElastiCache or Secrets Manager resources. The test
+therefore walks the packaged root: each nested stack is created from the S3 URL the
+package step wrote, with the parameters the root passes it (root parameters, or outputs
+of stacks created before it). The cache stack is the only one left out; its outputs are
 replaced by the stand-ins below. Resources moto skips inside a stack it does create are
 listed in MOTO_SKIPS with the reason, and the test fails if that list goes stale.
 What moto cannot report is checked on the templates in test_template_settings.py.
@@ -13,10 +16,14 @@ What moto cannot report is checked on the templates in test_template_settings.py
 
 import ast
 import io
+import os
+import subprocess
 import zipfile
 
 import pytest
+from cfnlint.decode import cfn_yaml
 
+import binaries
 import templates
 from conftest import REGION
 
@@ -28,6 +35,9 @@ ROOT_PARAMETERS = {
     "HostImageUri": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/adtrack-host:test",
     "ConsumerCodeBucket": "adtrack-test-artifacts",
     "ConsumerCodeKey": "consumer/bootstrap-test.zip",
+    # moto has no certificates: plain HTTP, as for a demo.
+    "AllowPlainHttp": "true",
+    "Architecture": "arm64",
     # PROVISIONED, so that moto can show the shard count got through.
     "StreamMode": "PROVISIONED",
     "ShardCount": "3",
@@ -42,6 +52,7 @@ STAND_INS = {
     "CacheStack": {
         "RedisUrl": "rediss://master.adtrack-test.cache.invalid:6379",
         "RedisAuthSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:adtrack-test-redis-AbCdEf",
+        "ReplicationGroupId": "adtrack-test-redis",
     },
 }
 
@@ -62,29 +73,49 @@ MOTO_SKIPS = {
     },
 }
 
-# Every variable the binaries read, as the issues name them.
-HOST_ENVIRONMENT = {
-    "LISTEN_ADDR", "PIPELINE_FILE", "REDIS_URL", "KINESIS_STREAM_NAME", "PLUGIN_BUCKET",
-    "RUST_LOG", "AWS_REGION",
-}
-HOST_SECRETS = {"REDIS_AUTH_TOKEN", "ADMIN_TOKEN"}
-CONSUMER_ENVIRONMENT = {
-    "PIPELINE_FILE", "DYNAMODB_TABLE", "REDIS_URL", "REDIS_AUTH_TOKEN_SECRET_ARN",
-    "DEAD_LETTER_QUEUE_URL", "PLUGIN_BUCKET", "PLUGIN_CACHE_DIR", "RUST_LOG",
-}
+# The packaged root template's bucket and prefix in moto's S3.
+ARTIFACT_BUCKET = "adtrack-test-templates"
+
+
+def package_root(moto) -> dict:
+    """`aws cloudformation package` of the root template into moto's S3; the packaged root."""
+    aws = os.environ.get("AWS_CLI")
+    assert aws, "AWS_CLI is not set: run `cargo xtask infrastructure test`"
+    moto.client("s3").create_bucket(
+        Bucket=ARTIFACT_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
+    )
+    packaged = moto.log.parent / "adtrack.packaged.yaml"
+    result = subprocess.run(
+        [
+            aws, "cloudformation", "package",
+            "--template-file", str(templates.ROOT_TEMPLATE),
+            "--s3-bucket", ARTIFACT_BUCKET, "--s3-prefix", "adtrack-test/templates",
+            "--output-template-file", str(packaged),
+        ],
+        capture_output=True, text=True, check=False,
+        env=os.environ | {
+            # moto serves path-style S3 URLs only under the name localhost.
+            "AWS_ENDPOINT_URL": moto.endpoint.replace("127.0.0.1", "localhost"),
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    return cfn_yaml.load(str(packaged))
 
 
 class Deployment:
     """The stacks created in moto: outputs per nested stack of the root."""
 
-    def __init__(self, moto):
+    def __init__(self, moto, packaged_root: dict):
         self.moto = moto
+        self.root = packaged_root
         self.cloudformation = moto.client("cloudformation")
         self.outputs: dict[str, dict[str, str]] = {}
         self.stack_names: dict[str, str] = {}
 
     def create_all(self) -> None:
-        root = templates.root()
+        root = self.root
         parameters = {
             name: str(spec["Default"])
             for name, spec in root["Parameters"].items()
@@ -111,25 +142,33 @@ class Deployment:
                     name: self.resolve(value, parameters)
                     for name, value in resource["Properties"]["Parameters"].items()
                 }
-                self.create(logical_id, values)
+                self.create(logical_id, resource["Properties"]["TemplateURL"], values)
 
     def resolve(self, value, parameters: dict[str, str]) -> str:
         """The value the root passes for one nested-stack parameter."""
         if isinstance(value, dict) and set(value) == {"Ref"}:
             return parameters[value["Ref"]]
+        if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
+            text = value["Fn::Sub"]
+            for name, parameter in parameters.items():
+                text = text.replace("${" + name + "}", parameter)
+            assert "${" not in text, text
+            return text
+        if isinstance(value, dict) and set(value) == {"Fn::FindInMap"}:
+            mapping, key, attribute = value["Fn::FindInMap"]
+            return self.root["Mappings"][mapping][self.resolve(key, parameters)][attribute]
         if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
             stack, attribute = value["Fn::GetAtt"]
             output = attribute.removeprefix("Outputs.")
             return self.outputs[stack][output]
         raise AssertionError(f"the test cannot resolve the root's parameter value {value!r}")
 
-    def create(self, logical_id: str, parameters: dict[str, str]) -> None:
+    def create(self, logical_id: str, template_url: str, parameters: dict[str, str]) -> None:
         name = f"adtrack-test-{logical_id}"
-        body = templates.nested_stacks()[logical_id].read_text()
         try:
             self.cloudformation.create_stack(
                 StackName=name,
-                TemplateBody=body,
+                TemplateURL=template_url,
                 Parameters=[
                     {"ParameterKey": key, "ParameterValue": value}
                     for key, value in parameters.items()
@@ -175,9 +214,24 @@ def deployment(moto):
     with zipfile.ZipFile(package, "w") as archive:
         archive.writestr("bootstrap", "#!/bin/sh\n")
     s3.put_object(Bucket=bucket, Key=ROOT_PARAMETERS["ConsumerCodeKey"], Body=package.getvalue())
-    created = Deployment(moto)
+    created = Deployment(moto, package_root(moto))
     created.create_all()
     return created
+
+
+def test_the_packaged_root_differs_only_in_where_the_nested_templates_are(deployment, moto):
+    local = templates.root()
+    assert set(deployment.root["Resources"]) == set(local["Resources"])
+    s3 = moto.client("s3")
+    for logical_id, path in templates.nested_stacks().items():
+        packaged = deployment.root["Resources"][logical_id]
+        url = packaged["Properties"]["TemplateURL"]
+        bucket, key = url.split("/", 3)[3].split("/", 1)
+        uploaded = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+        assert uploaded == path.read_text(), logical_id
+        packaged_properties = dict(packaged["Properties"], TemplateURL=None)
+        local_properties = dict(local["Resources"][logical_id]["Properties"], TemplateURL=None)
+        assert packaged_properties == local_properties, logical_id
 
 
 def test_every_stack_but_the_cache_is_created(deployment):
@@ -260,7 +314,7 @@ def test_consumer_function_runs_bootstrap_in_the_private_subnets(deployment, mot
     )["Configuration"]
     assert function["Runtime"] == "provided.al2023"
     assert function["Handler"] == "bootstrap"
-    assert function["Architectures"] == ["x86_64"]
+    assert function["Architectures"] == ["arm64"]
     assert set(function["VpcConfig"]["SubnetIds"]) == set(
         outputs["NetworkStack"]["PrivateSubnetIds"].split(",")
     )
@@ -268,13 +322,24 @@ def test_consumer_function_runs_bootstrap_in_the_private_subnets(deployment, mot
         outputs["SecurityGroupsStack"]["ConsumerSecurityGroupId"]
     ]
     variables = function["Environment"]["Variables"]
-    assert set(variables) == CONSUMER_ENVIRONMENT
+    assert_environment_matches(binaries.consumer(), set(variables))
+    assert variables["METRICS_NAMESPACE"] == f"adtrack/{ROOT_PARAMETERS['EnvironmentName']}"
     assert variables["DYNAMODB_TABLE"] == outputs["TableStack"]["TableName"]
     assert variables["DEAD_LETTER_QUEUE_URL"] == outputs["ConsumerStack"]["DeadLetterQueueUrl"]
     assert variables["PLUGIN_BUCKET"] == outputs["PluginBucketStack"]["BucketName"]
     assert variables["REDIS_URL"] == STAND_INS["CacheStack"]["RedisUrl"]
     assert variables["REDIS_AUTH_TOKEN_SECRET_ARN"] == STAND_INS["CacheStack"]["RedisAuthSecretArn"]
     assert variables["PLUGIN_CACHE_DIR"] == "/tmp/adtrack-plugins"
+
+
+def assert_environment_matches(description: dict, deployed: set[str]) -> None:
+    """The deployment sets only variables the binary reads, and every one it requires."""
+    read = {variable["name"] for variable in description["environment"]}
+    required = {variable["name"] for variable in description["environment"] if variable["required"]}
+    assert deployed - read == set(), "set by the template but read by nobody"
+    assert required - deployed == set(), "required by the binary but not set"
+    # The AWS backends: without these the binary would run on its embedded defaults.
+    assert {"REDIS_URL", "PLUGIN_BUCKET", "METRICS_NAMESPACE"} <= deployed
 
 
 def test_consumer_role_names_the_resources_it_uses(deployment, moto):
@@ -325,25 +390,93 @@ def rules(permissions: list[dict]) -> set[tuple]:
     }
 
 
-def test_load_balancer_checks_health_on_the_host_port(deployment, moto):
+def test_load_balancers_check_health_on_the_host_port(deployment, moto):
     groups = moto.client("elbv2").describe_target_groups()["TargetGroups"]
-    assert len(groups) == 1
-    group = groups[0]
-    assert (group["Protocol"], group["Port"], group["TargetType"]) == ("HTTP", 8080, "ip")
-    assert group["HealthCheckPath"] == "/health/check"
-    assert group["VpcId"] == deployment.outputs["NetworkStack"]["VpcId"]
+    assert len(groups) == 2
+    for group in groups:
+        assert (group["Protocol"], group["Port"], group["TargetType"]) == ("HTTP", 8080, "ip")
+        assert group["HealthCheckPath"] == "/health/check"
+        assert group["VpcId"] == deployment.outputs["NetworkStack"]["VpcId"]
+
+
+def test_the_public_listener_forwards_only_the_tracking_api(deployment, moto):
+    elbv2 = moto.client("elbv2")
+    outputs = deployment.outputs["LoadBalancersStack"]
+    balancers = {lb["Scheme"]: lb for lb in elbv2.describe_load_balancers()["LoadBalancers"]}
+    assert set(balancers) == {"internet-facing", "internal"}
+    public = balancers["internet-facing"]
+    assert outputs["EndpointUrl"] == f"http://{public['DNSName']}"
+    (listener,) = elbv2.describe_listeners(LoadBalancerArn=public["LoadBalancerArn"])["Listeners"]
+    assert listener["Port"] == 80
+    (default,) = listener["DefaultActions"]
+    assert default["Type"] == "fixed-response"
+    assert default["FixedResponseConfig"]["StatusCode"] == "404"
+    forwarded = {}
+    for rule in elbv2.describe_rules(ListenerArn=listener["ListenerArn"])["Rules"]:
+        if rule["IsDefault"]:
+            continue
+        conditions = {c["Field"]: c for c in rule["Conditions"]}
+        paths = tuple(conditions["path-pattern"]["PathPatternConfig"]["Values"])
+        methods = tuple(conditions["http-request-method"]["HttpRequestMethodConfig"]["Values"])
+        (action,) = rule["Actions"]
+        assert action["TargetGroupArn"] == outputs["TargetGroupArn"]
+        forwarded[paths] = methods
+    assert forwarded == {
+        ("/event/*",): ("GET", "HEAD"),
+        ("/events",): ("POST",),
+        ("/health/check",): ("GET", "HEAD"),
+    }
+
+
+def test_the_internal_load_balancer_forwards_everything_from_the_vpc_only(deployment, moto):
+    elbv2 = moto.client("elbv2")
+    outputs = deployment.outputs
+    (internal,) = [
+        lb for lb in elbv2.describe_load_balancers()["LoadBalancers"] if lb["Scheme"] == "internal"
+    ]
+    assert outputs["LoadBalancersStack"]["InternalUrl"] == f"http://{internal['DNSName']}"
+    assert internal["SecurityGroups"] == [
+        outputs["SecurityGroupsStack"]["InternalLoadBalancerSecurityGroupId"]
+    ]
+    (listener,) = elbv2.describe_listeners(LoadBalancerArn=internal["LoadBalancerArn"])["Listeners"]
+    (action,) = listener["DefaultActions"]
+    assert action["TargetGroupArn"] == outputs["LoadBalancersStack"]["InternalTargetGroupArn"]
+    (group,) = moto.client("ec2").describe_security_groups(
+        GroupIds=[outputs["SecurityGroupsStack"]["InternalLoadBalancerSecurityGroupId"]]
+    )["SecurityGroups"]
+    sources = {
+        (permission["FromPort"], ip_range["CidrIp"])
+        for permission in group["IpPermissions"]
+        for ip_range in permission["IpRanges"]
+    }
+    vpc_cidr = outputs["NetworkStack"]["VpcCidr"]
+    assert sources == {(80, vpc_cidr), (443, vpc_cidr)}
+
+
+def test_both_load_balancers_log_access_and_resist_deletion(deployment, moto):
+    elbv2 = moto.client("elbv2")
+    bucket = deployment.outputs["LoadBalancersStack"]["AccessLogBucketName"]
+    for balancer in elbv2.describe_load_balancers()["LoadBalancers"]:
+        attributes = {
+            attribute["Key"]: attribute["Value"]
+            for attribute in elbv2.describe_load_balancer_attributes(
+                LoadBalancerArn=balancer["LoadBalancerArn"]
+            )["Attributes"]
+        }
+        assert attributes["deletion_protection.enabled"] == "true"
+        assert attributes["access_logs.s3.enabled"] == "true"
+        assert attributes["access_logs.s3.bucket"] == bucket
 
 
 def test_host_container_stops_gracefully_with_its_configuration(deployment, moto):
-    # moto's ECS keeps the container definitions and the desired count, but not the
-    # launch type, network mode, load balancer or subnets of the service and task
-    # definition: test_template_settings checks those on the template.
+    # moto's ECS keeps the container definitions, but not the launch type, network mode,
+    # load balancers or subnets of the service and task definition: test_template_settings
+    # checks those on the template.
     outputs = deployment.outputs["ServiceStack"]
     ecs = moto.client("ecs")
     service = ecs.describe_services(
         cluster=outputs["ClusterName"], services=[outputs["ServiceName"]]
     )["services"][0]
-    assert service["desiredCount"] == 2
     task = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
     (container,) = task["containerDefinitions"]
     assert container["image"] == ROOT_PARAMETERS["HostImageUri"]
@@ -352,15 +485,16 @@ def test_host_container_stops_gracefully_with_its_configuration(deployment, moto
     assert container["command"] == ["serve"]
     assert container["logConfiguration"]["options"]["awslogs-group"] == outputs["LogGroupName"]
     variables = {variable["name"]: variable["value"] for variable in container["environment"]}
-    assert set(variables) == HOST_ENVIRONMENT
+    secrets = {secret["name"]: secret.get("valueFrom") for secret in container["secrets"]}
+    assert_environment_matches(binaries.host(), set(variables) | set(secrets))
     assert variables["LISTEN_ADDR"] == "0.0.0.0:8080"
     assert variables["KINESIS_STREAM_NAME"] == deployment.outputs["StreamStack"]["StreamName"]
     assert variables["PLUGIN_BUCKET"] == deployment.outputs["PluginBucketStack"]["BucketName"]
     assert variables["REDIS_URL"] == STAND_INS["CacheStack"]["RedisUrl"]
     assert variables["AWS_REGION"] == REGION
+    assert variables["METRICS_NAMESPACE"] == f"adtrack/{ROOT_PARAMETERS['EnvironmentName']}"
     # ADMIN_TOKEN is there without its value: moto could not create the secret it names.
-    secrets = {secret["name"]: secret.get("valueFrom") for secret in container["secrets"]}
-    assert set(secrets) == HOST_SECRETS
+    assert set(secrets) == {"REDIS_AUTH_TOKEN", "ADMIN_TOKEN"}
     assert secrets["REDIS_AUTH_TOKEN"] == STAND_INS["CacheStack"]["RedisAuthSecretArn"]
 
 

@@ -3,6 +3,8 @@ templates themselves: cfn-lint says a template is valid CloudFormation, these sa
 declares what this deployment promises (encryption, backups, failover, graceful stops,
 least privilege). test_deploy_in_moto checks what moto does apply."""
 
+import json
+
 import pytest
 
 import templates
@@ -52,13 +54,13 @@ def test_plugin_bucket_is_versioned_private_and_tls_only():
     }
     (statement,) = resource("PluginBucketStack", "PluginBucketPolicy")["PolicyDocument"]["Statement"]
     assert statement["Effect"] == "Deny"
-    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": False}}
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
 def test_dead_letter_queue_is_tls_only():
     (statement,) = resource("ConsumerStack", "DeadLetterQueuePolicy")["PolicyDocument"]["Statement"]
     assert statement["Effect"] == "Deny"
-    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": False}}
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
 def test_retries_and_record_age_of_the_mapping_are_bounded():
@@ -120,7 +122,10 @@ def test_host_runs_on_fargate_in_private_subnets_behind_the_load_balancer():
     network = service["NetworkConfiguration"]["AwsvpcConfiguration"]
     assert network["AssignPublicIp"] == "DISABLED"
     assert network["Subnets"] == {"Ref": "PrivateSubnetIds"}
-    assert service["LoadBalancers"][0]["TargetGroupArn"] == {"Ref": "TargetGroup"}
+    assert [balancer["TargetGroupArn"] for balancer in service["LoadBalancers"]] == [
+        {"Ref": "TargetGroupArn"},
+        {"Ref": "InternalTargetGroupArn"},
+    ]
     assert service["DeploymentConfiguration"]["DeploymentCircuitBreaker"] == {
         "Enable": True,
         "Rollback": True,
@@ -140,24 +145,33 @@ def test_host_secrets_come_from_secrets_manager():
     assert "GenerateSecretString" in secret["Properties"]
 
 
-def test_load_balancer_drains_a_stopping_task_before_its_stop_timeout():
-    stack = templates.nested("ServiceStack")
-    attributes = resource("ServiceStack", "TargetGroup")["TargetGroupAttributes"]
-    assert {"Key": "deregistration_delay.timeout_seconds", "Value": {"Ref": "DeregistrationDelaySeconds"}} in attributes
-    drain = stack["Parameters"]["DeregistrationDelaySeconds"]["Default"]
-    stop = stack["Parameters"]["StopTimeoutSeconds"]["Default"]
+def test_load_balancers_drain_a_stopping_task_before_its_stop_timeout():
+    for group in ("TargetGroup", "InternalTargetGroup"):
+        attributes = resource("LoadBalancersStack", group)["TargetGroupAttributes"]
+        assert {"Key": "deregistration_delay.timeout_seconds", "Value": {"Ref": "DeregistrationDelaySeconds"}} in attributes
+    drain = templates.root()["Parameters"]["HostDeregistrationDelaySeconds"]["Default"]
+    stop = templates.root()["Parameters"]["HostStopTimeoutSeconds"]["Default"]
     assert 0 < drain < stop
 
 
-def test_host_scales_on_cpu():
+def test_autoscaling_alone_owns_the_task_count_and_scales_on_cpu_and_requests():
+    # A DesiredCount in the template would reset a scaled-out service on every deploy.
+    assert "DesiredCount" not in resource("ServiceStack", "Service")
+    assert "HostDesiredCount" not in templates.root()["Parameters"]
     target = resource("ServiceStack", "ScalableTarget")
     assert target["ScalableDimension"] == "ecs:service:DesiredCount"
     assert (target["MinCapacity"], target["MaxCapacity"]) == ({"Ref": "MinTasks"}, {"Ref": "MaxTasks"})
-    policy = resource("ServiceStack", "CpuScalingPolicy")
-    assert policy["PolicyType"] == "TargetTrackingScaling"
-    configuration = policy["TargetTrackingScalingPolicyConfiguration"]
-    assert configuration["PredefinedMetricSpecification"] == {
-        "PredefinedMetricType": "ECSServiceAverageCPUUtilization"
+    metrics = {}
+    for logical_id, declared in templates.nested("ServiceStack")["Resources"].items():
+        if declared["Type"] == "AWS::ApplicationAutoScaling::ScalingPolicy":
+            properties = declared["Properties"]
+            assert properties["PolicyType"] == "TargetTrackingScaling"
+            assert properties["ScalingTargetId"] == {"Ref": "ScalableTarget"}
+            specification = properties["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"]
+            metrics[specification["PredefinedMetricType"]] = specification.get("ResourceLabel")
+    assert metrics == {
+        "ECSServiceAverageCPUUtilization": None,
+        "ALBRequestCountPerTarget": {"Fn::Sub": "${LoadBalancerFullName}/${TargetGroupFullName}"},
     }
 
 
@@ -207,7 +221,7 @@ def test_every_log_group_has_a_retention():
         for logical_id, declared in template["Resources"].items()
         if declared["Type"] == "AWS::Logs::LogGroup"
     ]
-    assert len(groups) == 3
+    assert len(groups) == 4
     for name, logical_id, properties in groups:
         assert properties["RetentionInDays"] == {"Ref": "LogRetentionDays"}, f"{name}:{logical_id}"
 
@@ -227,3 +241,76 @@ def test_network_spans_two_availability_zones():
     }
     for kind in ("Public", "Private"):
         assert subnets[f"{kind}Subnet1"] != subnets[f"{kind}Subnet2"]
+
+
+def test_the_consumer_has_reserved_concurrency_from_a_parameter():
+    assert resource("ConsumerStack", "Function")["ReservedConcurrentExecutions"] == {
+        "Ref": "ReservedConcurrency"
+    }
+    parameters = templates.root()["Resources"]["ConsumerStack"]["Properties"]["Parameters"]
+    assert parameters["ReservedConcurrency"] == {"Ref": "ConsumerReservedConcurrency"}
+
+
+def test_the_stream_keeps_records_seven_days_by_default_for_the_dead_letter_replay():
+    assert templates.root()["Parameters"]["StreamRetentionHours"]["Default"] == 168
+    assert templates.nested("StreamStack")["Parameters"]["RetentionPeriodHours"]["Default"] == 168
+
+
+def test_stateful_resources_survive_deletion_and_replacement():
+    for stack, logical_id in (
+        ("TableStack", "EventTable"),
+        ("PluginBucketStack", "PluginBucket"),
+        ("ConsumerStack", "DeadLetterQueue"),
+        ("LoadBalancersStack", "AccessLogBucket"),
+    ):
+        declared = templates.nested(stack)["Resources"][logical_id]
+        assert (declared["DeletionPolicy"], declared["UpdateReplacePolicy"]) == ("Retain", "Retain"), logical_id
+    assert resource("TableStack", "EventTable")["DeletionProtectionEnabled"] is True
+    for balancer in ("LoadBalancer", "InternalLoadBalancer"):
+        attributes = resource("LoadBalancersStack", balancer)["LoadBalancerAttributes"]
+        assert {"Key": "deletion_protection.enabled", "Value": "true"} in attributes
+
+
+def test_the_image_repository_scans_on_push_keeps_tags_immutable_and_expires_old_images():
+    bootstrap = templates.load(templates.BOOTSTRAP_TEMPLATE)["Resources"]
+    repository = bootstrap["HostRepository"]["Properties"]
+    assert repository["ImageScanningConfiguration"] == {"ScanOnPush": True}
+    assert repository["ImageTagMutability"] == "IMMUTABLE"
+    (rule,) = json.loads(repository["LifecyclePolicy"]["LifecyclePolicyText"])["rules"]
+    assert rule["selection"]["countType"] == "imageCountMoreThan"
+    assert rule["action"] == {"type": "expire"}
+
+
+def test_one_architecture_parameter_drives_the_function_and_the_task():
+    root = templates.root()
+    assert root["Parameters"]["Architecture"]["AllowedValues"] == ["x86-64", "arm64"]
+    assert "HostArchitecture" not in root["Parameters"]
+    assert "ConsumerArchitecture" not in root["Parameters"]
+    resources = root["Resources"]
+    assert resources["ConsumerStack"]["Properties"]["Parameters"]["Architecture"] == {
+        "Fn::FindInMap": ["CpuArchitecture", {"Ref": "Architecture"}, "Lambda"]
+    }
+    assert resources["ServiceStack"]["Properties"]["Parameters"]["Architecture"] == {
+        "Fn::FindInMap": ["CpuArchitecture", {"Ref": "Architecture"}, "Ecs"]
+    }
+    mapping = root["Mappings"]["CpuArchitecture"]
+    assert mapping == {
+        "x86-64": {"Ecs": "X86_64", "Lambda": "x86_64"},
+        "arm64": {"Ecs": "ARM64", "Lambda": "arm64"},
+    }
+
+
+def test_interface_endpoints_keep_aws_calls_off_the_nat_gateways_by_default():
+    network = templates.nested("NetworkStack")
+    assert templates.root()["Parameters"]["InterfaceEndpoints"]["Default"] == "true"
+    services = {
+        declared["Properties"]["ServiceName"]["Fn::Sub"].split("${AWS::Region}.")[1]
+        for declared in network["Resources"].values()
+        if declared["Type"] == "AWS::EC2::VPCEndpoint"
+        and declared["Properties"]["VpcEndpointType"] == "Interface"
+    }
+    assert services == {"kinesis-streams", "secretsmanager", "ecr.api", "ecr.dkr", "logs", "sqs"}
+    for declared in network["Resources"].values():
+        if declared["Type"] == "AWS::EC2::VPCEndpoint" and declared["Properties"]["VpcEndpointType"] == "Interface":
+            assert declared["Condition"] == "HasInterfaceEndpoints"
+            assert declared["Properties"]["PrivateDnsEnabled"] is True

@@ -117,7 +117,12 @@ pub fn package(root: &Path, build: Build) -> Result<PathBuf> {
                 architecture.name()
             );
             let status = cargo_lambda(&tools, root)
-                .args(["lambda", "build", "--release", architecture.cargo_lambda_flag()])
+                .args([
+                    "lambda",
+                    "build",
+                    "--release",
+                    architecture.cargo_lambda_flag(),
+                ])
                 .args(["--output-format", "binary", "--package", PACKAGE])
                 .status()
                 .context("cannot run cargo-lambda")?;

@@ -116,11 +116,17 @@ pub fn ensure_verified(zip: &Path, package: &[u8], architecture: Architecture) -
         architecture.name()
     );
     let Ok(recorded) = std::fs::read_to_string(&record) else {
-        bail!("{} has not been checked under the Lambda emulator; {rebuild}", zip.display());
+        bail!(
+            "{} has not been checked under the Lambda emulator; {rebuild}",
+            zip.display()
+        );
     };
     let mut fields = recorded.split_whitespace();
     let (Some(digest_seen), Some(architecture_seen)) = (fields.next(), fields.next()) else {
-        bail!("{} is not a verification record; {rebuild}", record.display());
+        bail!(
+            "{} is not a verification record; {rebuild}",
+            record.display()
+        );
     };
     if digest_seen != digest(package) {
         bail!("{} changed since it was checked; {rebuild}", zip.display());
@@ -149,8 +155,8 @@ fn check_answer(answer: &str, log: &str) -> Result<()> {
 
 /// Unpacks the zip as Lambda does, keeping `bootstrap` executable.
 fn unpack(zip: &[u8], dir: &Path) -> Result<()> {
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip))
-        .context("the package is not a zip")?;
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(zip)).context("the package is not a zip")?;
     archive
         .extract(dir)
         .with_context(|| format!("cannot unpack the package into {}", dir.display()))?;
@@ -173,7 +179,10 @@ fn unpack(zip: &[u8], dir: &Path) -> Result<()> {
 /// How the bootstrap is started: directly, or under qemu for the other architecture.
 enum Launcher {
     Native,
-    Qemu { emulator: &'static str, sysroot: &'static str },
+    Qemu {
+        emulator: &'static str,
+        sysroot: &'static str,
+    },
 }
 
 fn launcher(architecture: Architecture) -> Result<Launcher> {
@@ -214,8 +223,8 @@ struct Process(Child);
 
 impl Process {
     fn spawn(command: &mut Command, log: &Path) -> Result<Self> {
-        let file =
-            std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+        let file = std::fs::File::create(log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
         let child = command
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
@@ -257,7 +266,10 @@ impl Moto {
             _process: process,
         };
         let started = Instant::now();
-        while moto.call("dynamodb", "DynamoDB_20120810.ListTables", "{}").is_none() {
+        while moto
+            .call("dynamodb", "DynamoDB_20120810.ListTables", "{}")
+            .is_none()
+        {
             if started.elapsed() > Duration::from_secs(60) {
                 bail!("moto did not answer on port {port}; see {}", log.display());
             }
@@ -293,7 +305,11 @@ impl Moto {
 
     fn create_queue(&self, queue: &str) -> Result<String> {
         let answer = self
-            .call("sqs", "AmazonSQS.CreateQueue", &format!(r#"{{"QueueName":"{queue}"}}"#))
+            .call(
+                "sqs",
+                "AmazonSQS.CreateQueue",
+                &format!(r#"{{"QueueName":"{queue}"}}"#),
+            )
             .with_context(|| format!("moto did not create the queue {queue}"))?;
         answer["QueueUrl"]
             .as_str()
@@ -303,7 +319,11 @@ impl Moto {
 
     fn table_has(&self, table: &str, id: &str) -> Result<bool> {
         let answer = self
-            .call("dynamodb", "DynamoDB_20120810.Scan", &format!(r#"{{"TableName":"{table}"}}"#))
+            .call(
+                "dynamodb",
+                "DynamoDB_20120810.Scan",
+                &format!(r#"{{"TableName":"{table}"}}"#),
+            )
             .with_context(|| format!("moto could not scan {table}"))?;
         let items = answer["Items"].as_array().cloned().unwrap_or_default();
         Ok(items.iter().any(|item| item["id"]["S"] == id))
@@ -388,14 +408,12 @@ fn varint(bytes: &mut Vec<u8>, mut value: u64) {
 }
 
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut text = String::new();
     for chunk in bytes.chunks(3) {
-        let word = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |word, (i, byte)| word | u32::from(*byte) << (16 - 8 * i));
+        let word = chunk.iter().enumerate().fold(0u32, |word, (i, byte)| {
+            word | u32::from(*byte) << (16 - 8 * i)
+        });
         for i in 0..4 {
             if i <= chunk.len() {
                 text.push(ALPHABET[(word >> (18 - 6 * i) & 0x3f) as usize] as char);
@@ -451,7 +469,10 @@ fn wait_for_port(port: u16, log: &Path) -> Result<()> {
     let started = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if started.elapsed() > Duration::from_secs(60) {
-            bail!("cargo lambda watch did not listen on {port}; see {}", log.display());
+            bail!(
+                "cargo lambda watch did not listen on {port}; see {}",
+                log.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -236,14 +236,24 @@ fn redis_ready() -> bool {
 }
 
 fn kinesis_ready() -> bool {
-    aws_json_call(KINESALITE_PORT, "Kinesis_20131202.ListStreams", "kinesis", "{}")
-        .is_some_and(|answer| answer.contains("StreamNames"))
+    aws_json_call(
+        KINESALITE_PORT,
+        "Kinesis_20131202.ListStreams",
+        "kinesis",
+        "{}",
+    )
+    .is_some_and(|answer| answer.contains("StreamNames"))
 }
 
 /// DynamoDB Local accepts connections seconds before it answers: ready means ListTables works.
 fn dynamodb_ready() -> bool {
-    aws_json_call(DYNAMODB_PORT, "DynamoDB_20120810.ListTables", "dynamodb", "{}")
-        .is_some_and(|answer| answer.contains("TableNames"))
+    aws_json_call(
+        DYNAMODB_PORT,
+        "DynamoDB_20120810.ListTables",
+        "dynamodb",
+        "{}",
+    )
+    .is_some_and(|answer| answer.contains("TableNames"))
 }
 
 fn moto_ready() -> bool {

@@ -74,7 +74,10 @@ mod tests {
         assert_eq!(document["_aws"]["Timestamp"], 1_700_000_000_000_u64);
         for set in directive["Dimensions"].as_array().unwrap() {
             for dimension in set.as_array().unwrap() {
-                assert!(document[dimension.as_str().unwrap()].is_string(), "{dimension}");
+                assert!(
+                    document[dimension.as_str().unwrap()].is_string(),
+                    "{dimension}"
+                );
             }
         }
         let values: Vec<u64> = directive["Metrics"]

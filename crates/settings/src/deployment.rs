@@ -85,6 +85,9 @@ mod tests {
             .iter()
             .map(|variable| (variable.name.as_str(), variable.required))
             .collect();
-        assert_eq!(listed, [("RUST_LOG", false), ("TABLE", true), ("URL", false)]);
+        assert_eq!(
+            listed,
+            [("RUST_LOG", false), ("TABLE", true), ("URL", false)]
+        );
     }
 }

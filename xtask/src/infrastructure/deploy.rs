@@ -130,7 +130,10 @@ fn consumer_package(root: &Path, args: &DeployArgs) -> Result<String> {
                 "xtask: deploy: cargo xtask package --architecture {}",
                 args.architecture.name()
             );
-            Ok(format!("{}/consumer/bootstrap-<digest>.zip", args.stack_name))
+            Ok(format!(
+                "{}/consumer/bootstrap-<digest>.zip",
+                args.stack_name
+            ))
         }
         Err(error) => Err(error),
     }
@@ -247,7 +250,12 @@ fn bootstrap_deploy_step(args: &DeployArgs) -> Step {
 
 /// Builds the host image for the deployment's architecture and pushes it, unless the
 /// repository has it already (tags are immutable); returns its URI.
-fn build_image(runner: &Runner, root: &Path, args: &DeployArgs, repository: &str) -> Result<String> {
+fn build_image(
+    runner: &Runner,
+    root: &Path,
+    args: &DeployArgs,
+    repository: &str,
+) -> Result<String> {
     let tag = image_tag(root, args.architecture, args.dry_run)?;
     let image = format!("{repository}:{tag}");
     let exists = runner.succeeds(&image_exists_step(args, repository, &tag))?;
@@ -291,7 +299,9 @@ fn image_tag(root: &Path, architecture: Architecture, dry_run: bool) -> Result<S
 }
 
 fn image_exists_step(args: &DeployArgs, repository: &str, tag: &str) -> Step {
-    let name = repository.split_once('/').map_or(repository, |(_, name)| name);
+    let name = repository
+        .split_once('/')
+        .map_or(repository, |(_, name)| name);
     Step::aws(
         args.region.as_deref(),
         args.profile.as_deref(),
@@ -309,7 +319,9 @@ fn image_exists_step(args: &DeployArgs, repository: &str, tag: &str) -> Step {
 /// Logging Docker in to the repository's registry, then building and pushing the image
 /// for the deployment's architecture.
 fn image_steps(args: &DeployArgs, repository: &str, tag: &str) -> Vec<Step> {
-    let registry = repository.split_once('/').map_or(repository, |(host, _)| host);
+    let registry = repository
+        .split_once('/')
+        .map_or(repository, |(host, _)| host);
     let login = Step::aws(
         args.region.as_deref(),
         args.profile.as_deref(),
@@ -356,8 +368,13 @@ fn deploy_steps(
     ];
     for parameter in &args.parameters {
         match parameter.split_once('=') {
-            Some(("Architecture" | "HostImageUri" | "ConsumerCodeBucket" | "ConsumerCodeKey", _)) => {
-                bail!("--parameter {parameter:?}: xtask sets it (see --architecture and --image-uri)")
+            Some((
+                "Architecture" | "HostImageUri" | "ConsumerCodeBucket" | "ConsumerCodeKey",
+                _,
+            )) => {
+                bail!(
+                    "--parameter {parameter:?}: xtask sets it (see --architecture and --image-uri)"
+                )
             }
             Some((key, _)) if !key.is_empty() => overrides.push(parameter.clone()),
             _ => bail!("--parameter {parameter:?} is not KEY=VALUE"),
@@ -533,7 +550,10 @@ mod tests {
     fn a_failed_first_create_is_deleted_and_busy_or_broken_stacks_are_refused() {
         assert_eq!(stack_action(None), StackAction::Deploy);
         assert_eq!(stack_action(Some("UPDATE_COMPLETE")), StackAction::Deploy);
-        assert_eq!(stack_action(Some("UPDATE_ROLLBACK_COMPLETE")), StackAction::Deploy);
+        assert_eq!(
+            stack_action(Some("UPDATE_ROLLBACK_COMPLETE")),
+            StackAction::Deploy
+        );
         assert_eq!(
             stack_action(Some("ROLLBACK_COMPLETE")),
             StackAction::DeleteFailedCreate

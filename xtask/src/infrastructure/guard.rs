@@ -43,9 +43,12 @@ pub fn install(root: &Path) -> Result<Guard> {
         }
         eprintln!("xtask: installing {PACKAGE} into target/npm-tools");
         crate::run(
-            Command::new("npm")
-                .current_dir(&tools)
-                .args(["install", "--no-audit", "--no-fund", PACKAGE]),
+            Command::new("npm").current_dir(&tools).args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                PACKAGE,
+            ]),
             "npm install (Node.js and npm are needed for cfn-guard)",
         )?;
     }
@@ -66,4 +69,3 @@ pub fn env(guard: &Guard) -> [(&'static str, &Path); 2] {
         ("CFN_GUARD_RULES", guard.rules.as_path()),
     ]
 }
-

@@ -36,7 +36,8 @@ impl Step {
             step.args.extend(["--region".to_owned(), region.to_owned()]);
         }
         if let Some(profile) = profile {
-            step.args.extend(["--profile".to_owned(), profile.to_owned()]);
+            step.args
+                .extend(["--profile".to_owned(), profile.to_owned()]);
         }
         step
     }

@@ -127,10 +127,23 @@ def assert_aws_metric_is_emitted(namespace: str, metric: str, dimensions: set[st
         assert source["Fn::GetAtt"][0] == stack, (parameter, source)
         output = source["Fn::GetAtt"][1].removeprefix("Outputs.")
         produced = templates.nested(stack)["Outputs"][output]["Value"]
-        logical_id = produced.get("Ref") or produced.get("Fn::GetAtt", [None])[0]
+        (logical_id,) = referenced_resources(produced)
         assert templates.nested(stack)["Resources"][logical_id]["Type"] == resource_type, (
             parameter, produced,
         )
+
+
+def referenced_resources(value) -> set[str]:
+    """The resources an output value is made of (through Ref, GetAtt, Split, Select...)."""
+    if isinstance(value, dict):
+        if "Ref" in value:
+            return {value["Ref"]}
+        if "Fn::GetAtt" in value:
+            return {value["Fn::GetAtt"][0]}
+        return set().union(*(referenced_resources(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(referenced_resources(v) for v in value))
+    return set()
 
 
 @pytest.mark.parametrize("logical_id", sorted(alarms()))

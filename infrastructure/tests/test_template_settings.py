@@ -314,3 +314,20 @@ def test_interface_endpoints_keep_aws_calls_off_the_nat_gateways_by_default():
         if declared["Type"] == "AWS::EC2::VPCEndpoint" and declared["Properties"]["VpcEndpointType"] == "Interface":
             assert declared["Condition"] == "HasInterfaceEndpoints"
             assert declared["Properties"]["PrivateDnsEnabled"] is True
+
+
+def test_both_load_balancers_log_every_request_to_the_access_log_bucket():
+    # moto ignores load balancer attributes, so this is checked on the template.
+    for balancer, prefix in (("LoadBalancer", "public"), ("InternalLoadBalancer", "internal")):
+        declared = templates.nested("LoadBalancersStack")["Resources"][balancer]
+        attributes = {a["Key"]: a["Value"] for a in declared["Properties"]["LoadBalancerAttributes"]}
+        assert attributes["access_logs.s3.enabled"] == "true"
+        assert attributes["access_logs.s3.bucket"] == {"Ref": "AccessLogBucket"}
+        assert attributes["access_logs.s3.prefix"] == prefix
+        assert declared["DependsOn"] == "AccessLogBucketPolicy"
+    (delivery,) = [
+        statement
+        for statement in resource("LoadBalancersStack", "AccessLogBucketPolicy")["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Allow"
+    ]
+    assert delivery["Action"] == "s3:PutObject"

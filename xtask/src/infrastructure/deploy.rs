@@ -71,7 +71,10 @@ pub fn deploy(root: &Path, args: &DeployArgs) -> Result<()> {
     runner.run(&bootstrap_deploy_step(args))?;
     let repository = runner.capture(
         &stack_output(args, &bootstrap, "RepositoryUri"),
-        "<RepositoryUri>",
+        &format!(
+            "<account>.dkr.ecr.<region>.amazonaws.com/{}-host",
+            args.environment_name
+        ),
     )?;
     let artifact_bucket = runner.capture(
         &stack_output(args, &bootstrap, "ArtifactBucketName"),
@@ -157,6 +160,17 @@ fn bootstrap_stack_name(args: &DeployArgs) -> String {
 /// a refusal while another operation runs or a stack needs a person.
 fn prepare_stack(runner: &Runner, args: &DeployArgs, stack: &str) -> Result<()> {
     let status = runner.stack_status(&stack_status_step(args, stack))?;
+    if runner.dry_run() {
+        eprintln!(
+            "xtask: deploy:   (if {stack} is ROLLBACK_COMPLETE, a failed first create: {}; \
+             if an operation is in progress or it is *_FAILED: stop)",
+            delete_steps(args, stack)
+                .iter()
+                .map(Step::to_string)
+                .collect::<Vec<_>>()
+                .join(" && ")
+        );
+    }
     match stack_action(status.as_deref()) {
         StackAction::Deploy => Ok(()),
         StackAction::DeleteFailedCreate => {

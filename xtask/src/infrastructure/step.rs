@@ -89,6 +89,11 @@ impl<'a> Runner<'a> {
         Self { root, dry_run }
     }
 
+    /// Whether this is a dry run.
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
     /// Runs `step`, failing if it fails.
     pub fn run(&self, step: &Step) -> Result<()> {
         eprintln!("xtask: deploy: {step}");

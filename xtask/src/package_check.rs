@@ -73,7 +73,7 @@ pub fn verify(root: &Path, zip: &Path, architecture: Architecture) -> Result<()>
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env(
             "AWS_LAMBDA_RUNTIME_API",
-            format!("127.0.0.1:{lambda_port}/.rt"),
+            format!("http://127.0.0.1:{lambda_port}/.rt"),
         )
         .env("AWS_LAMBDA_FUNCTION_NAME", "adtrack-package-check")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "1")

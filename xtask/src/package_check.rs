@@ -426,6 +426,8 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// Invokes the function through the emulator, retrying while it starts; its JSON answer.
+/// Each attempt is bounded, and the function is watched meanwhile: the emulator would wait
+/// for a function that has exited.
 fn invoke(
     tools: &lambda::LambdaTools,
     root: &Path,
@@ -436,30 +438,38 @@ fn invoke(
 ) -> Result<String> {
     let started = Instant::now();
     let log_text = || std::fs::read_to_string(log).unwrap_or_default();
+    let answer = event.with_file_name("answer.json");
     loop {
-        if let Ok(Some(status)) = function.0.try_wait() {
-            bail!(
-                "the packaged bootstrap exited ({status})\n--- function log ---\n{}",
-                log_text()
-            );
-        }
-        let output = lambda::cargo_lambda(tools, root)
-            .args(["lambda", "invoke", "--invoke-address", "127.0.0.1"])
-            .args(["--invoke-port", &port.to_string(), "--data-file"])
-            .arg(event)
-            .args(["--output-format", "json"])
-            .output()
-            .context("cannot run cargo lambda invoke")?;
-        if output.status.success() {
-            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
-        }
-        if started.elapsed() > INVOKE_TIMEOUT {
-            bail!(
-                "the packaged bootstrap did not answer within {INVOKE_TIMEOUT:?}: {}\n\
-                 --- function log ---\n{}",
-                String::from_utf8_lossy(&output.stderr),
-                log_text()
-            );
+        let mut attempt = Process::spawn(
+            lambda::cargo_lambda(tools, root)
+                .args(["lambda", "invoke", "--invoke-address", "127.0.0.1"])
+                .args(["--invoke-port", &port.to_string(), "--data-file"])
+                .arg(event)
+                .args(["--output-format", "json"]),
+            &answer,
+        )?;
+        let status = loop {
+            if let Ok(Some(status)) = function.0.try_wait() {
+                bail!(
+                    "the packaged bootstrap exited ({status})\n--- function log ---\n{}",
+                    log_text()
+                );
+            }
+            if let Some(status) = attempt.0.try_wait()? {
+                break status;
+            }
+            if started.elapsed() > INVOKE_TIMEOUT {
+                bail!(
+                    "the packaged bootstrap did not answer within {INVOKE_TIMEOUT:?}\n\
+                     --- function log ---\n{}",
+                    log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let output = std::fs::read_to_string(&answer).unwrap_or_default();
+        if status.success() {
+            return Ok(output);
         }
         std::thread::sleep(Duration::from_secs(1));
     }

@@ -126,7 +126,13 @@ fn consumer_package(root: &Path, args: &DeployArgs) -> Result<String> {
             Ok(consumer_key(&args.stack_name, &package))
         });
     match checked {
-        Ok(key) => Ok(key),
+        Ok(key) => {
+            eprintln!(
+                "xtask: deploy: {CONSUMER_PACKAGE}: checked under the Lambda emulator ({})",
+                args.architecture.name()
+            );
+            Ok(key)
+        }
         Err(error) if args.dry_run => {
             eprintln!("xtask: deploy: (a real deploy would stop here: {error:#})");
             eprintln!(

@@ -85,7 +85,7 @@ fn init_logging(command: &Command, plugin_logs: &trace::PluginLogs) {
             .with(text.with_filter(level("warn")))
             .with(plugin_logs.clone())
             .init(),
-        Command::Plugin(_) => tracing_subscriber::registry()
+        Command::Plugin(_) | Command::DescribeDeployment => tracing_subscriber::registry()
             .with(text.with_filter(level("warn")))
             .init(),
     }

@@ -366,6 +366,10 @@ def test_consumer_role_names_the_resources_it_uses(deployment, moto):
     assert statements["ReadPlugins"]["Resource"] == f"arn:aws:s3:::{bucket}/*"
     assert statements["ListPlugins"]["Resource"] == f"arn:aws:s3:::{bucket}"
     assert statements["DeadLetter"]["Resource"] == outputs["ConsumerStack"]["DeadLetterQueueArn"]
+    assert statements["DeadLetterData"]["Resource"] == f"arn:aws:s3:::{bucket}/dead-letters/*"
+    assert set(statements["WriteEvents"]["Action"]) == {
+        "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem",
+    }
     assert statements["ReadRedisAuthToken"]["Resource"] == STAND_INS["CacheStack"]["RedisAuthSecretArn"]
     assert [sid for sid, statement in statements.items() if statement["Resource"] == "*"] == [
         "VpcNetworkInterfaces"

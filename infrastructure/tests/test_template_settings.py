@@ -4,6 +4,7 @@ declares what this deployment promises (encryption, backups, failover, graceful 
 least privilege). test_deploy_in_moto checks what moto does apply."""
 
 import json
+import re
 
 import pytest
 
@@ -331,3 +332,12 @@ def test_both_load_balancers_log_every_request_to_the_access_log_bucket():
         if statement["Effect"] == "Allow"
     ]
     assert delivery["Action"] == "s3:PutObject"
+
+
+def test_the_consumers_attempt_counters_expire_by_the_attribute_the_code_writes():
+    source = (templates.INFRASTRUCTURE.parent / "consumer/src/aws/attempts.rs").read_text()
+    (attribute,) = re.findall(r'pub const EXPIRES_AT: &str = "([^"]+)";', source)
+    assert resource("TableStack", "EventTable")["TimeToLiveSpecification"] == {
+        "AttributeName": attribute,
+        "Enabled": True,
+    }

@@ -343,10 +343,13 @@ fn registry_error(error: RegistryError) -> ApiError {
         RegistryError::Refused(plugin_engine::EngineError::TooLarge { .. }) => {
             StatusCode::PAYLOAD_TOO_LARGE
         }
-        RegistryError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        RegistryError::Store(_) | RegistryError::Corrupt { .. } | RegistryError::Empty => {
+        RegistryError::Store(_)
+        | RegistryError::Corrupt { .. }
+        | RegistryError::Empty
+        | RegistryError::Refused(plugin_engine::EngineError::CompileTimeout { .. }) => {
             return ApiError::unavailable(error.to_string());
         }
+        RegistryError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
         RegistryError::UnknownComponent(_) => StatusCode::NOT_FOUND,
     };
     ApiError::new(status, error.to_string())

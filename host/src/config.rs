@@ -3,11 +3,12 @@
 //! passes it), validated before anything starts and logged with secrets redacted.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use plugin_metrics::MetricsConfig;
 use releases::RegistryConfig;
-use settings::InvalidSetting;
+use settings::{InvalidSetting, ensure};
 
 use crate::cache::CacheConfig;
 use crate::http::HttpConfig;
@@ -21,6 +22,11 @@ pub struct ServeConfig {
     /// plugin registry.
     #[arg(long, env = "DATA_DIR", default_value = ".adtrack")]
     pub data_dir: PathBuf,
+    /// Seconds a shutdown may spend finishing requests and delivering buffered records,
+    /// counted from SIGTERM; well under the ECS stop timeout (60 s), after which the
+    /// task is killed. What is left then is logged.
+    #[arg(long, env = "SHUTDOWN_DRAIN_SECS", default_value_t = 25)]
+    pub shutdown_drain_secs: u64,
     /// The HTTP stage.
     #[command(flatten)]
     pub http: HttpConfig,
@@ -51,13 +57,55 @@ pub struct PluginConfig {
     /// The plugin registry.
     #[command(flatten)]
     pub registry: RegistryConfig,
+    /// How long a plugin call waits for a free instance when all are in use, in
+    /// milliseconds; then the request is answered 503 + `Retry-After`.
+    #[arg(long, env = "INSTANCE_WAIT_MS", default_value_t = 200)]
+    pub instance_wait_ms: u64,
+    /// Longest a plugin compilation may take, in milliseconds (compilations run one at a
+    /// time); an upload over it is answered 503 + `Retry-After`.
+    #[arg(long, env = "COMPILE_TIMEOUT_MS", default_value_t = 120_000)]
+    pub compile_timeout_ms: u64,
+}
+
+impl ServeConfig {
+    /// How long a shutdown may take from SIGTERM.
+    pub fn shutdown_drain(&self) -> Duration {
+        Duration::from_secs(self.shutdown_drain_secs)
+    }
+}
+
+impl PluginConfig {
+    /// Checks the registry settings and that the time limits are positive.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        self.registry.validate()?;
+        ensure(
+            self.compile_timeout_ms > 0,
+            "COMPILE_TIMEOUT_MS",
+            "must be positive",
+        )
+    }
+
+    /// How long a call waits for a free plugin instance.
+    pub fn instance_wait(&self) -> Duration {
+        Duration::from_millis(self.instance_wait_ms)
+    }
+
+    /// The time limit of one compilation.
+    pub fn compile_timeout(&self) -> Duration {
+        Duration::from_millis(self.compile_timeout_ms)
+    }
 }
 
 impl ServeConfig {
     /// Rejects settings that cannot work, before anything starts.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
+        ensure(
+            self.shutdown_drain_secs > 0,
+            "SHUTDOWN_DRAIN_SECS",
+            "must be positive",
+        )?;
         self.http.validate()?;
-        self.plugins.registry.validate()?;
+        self.plugins.validate()?;
         self.cache.validate()?;
         self.stream.validate()
     }

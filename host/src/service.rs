@@ -18,6 +18,7 @@ use embedded_log::EmbeddedLog;
 use plugin_engine::{EngineConfig, PipelineFile, PluginEngine, Side};
 use releases::{LocalStore, ReleaseRuntime};
 use tokio::net::TcpListener;
+use tokio::time::{Instant, timeout_at};
 
 use crate::announce::RedisAnnouncer;
 use crate::cache::{CacheConfig, CoreDataCache, follow_updates};
@@ -28,7 +29,8 @@ use crate::stream::{
 };
 
 /// Runs the host until SIGTERM or Ctrl-C, then stops accepting requests, finishes the
-/// ones in flight and delivers every buffered record before returning.
+/// ones in flight and delivers the buffered records, within `SHUTDOWN_DRAIN_SECS` of
+/// the signal; what is left then is logged.
 pub async fn serve(config: ServeConfig) -> Result<()> {
     config.validate()?;
     tracing::info!(?config, "starting adtrack-host");
@@ -87,17 +89,61 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen_addr}"))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
-    axum::serve(listener, router(state, &config.http))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the HTTP server failed")?;
-    tracing::info!(buffered = producer.buffered(), "draining the stream buffer");
-    producer.close().await;
-    if let Some(consumer) = embedded_consumer {
-        consumer.stop().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = router(state, &config.http);
+    let mut server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .into_future(),
+    );
+    tokio::select! {
+        served = &mut server => {
+            served.context("the HTTP server task failed")??;
+            anyhow::bail!("the HTTP server stopped on its own");
+        }
+        () = shutdown_signal() => {}
     }
+    let deadline = Instant::now() + config.shutdown_drain();
+    let _ = stop.send(());
+    match timeout_at(deadline, &mut server).await {
+        Ok(served) => served.context("the HTTP server task failed")??,
+        Err(_) => {
+            server.abort();
+            tracing::warn!(
+                "shutdown drain deadline reached: requests still in flight were cut off"
+            );
+        }
+    }
+    drain(deadline, &producer, embedded_consumer).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Delivers the buffered records, then lets the embedded consumer catch up, both before
+/// `deadline`; logs what is left when time runs out.
+async fn drain(
+    deadline: Instant,
+    producer: &StreamProducer,
+    embedded_consumer: Option<EmbeddedConsumer>,
+) {
+    tracing::info!(buffered = producer.buffered(), "draining the stream buffer");
+    if timeout_at(deadline, producer.close()).await.is_err() {
+        tracing::error!(
+            undelivered = producer.buffered(),
+            "shutdown drain deadline reached: buffered records were not delivered"
+        );
+        return;
+    }
+    if let Some(consumer) = embedded_consumer
+        && timeout_at(deadline, consumer.stop()).await.is_err()
+    {
+        tracing::warn!(
+            "shutdown drain deadline reached: the embedded consumer resumes from the log at \
+             the next start"
+        );
+    }
 }
 
 /// Loads the registry's current release (seeding an empty registry from the pipeline
@@ -112,6 +158,8 @@ async fn start_releases(
     let engine = PluginEngine::new(EngineConfig {
         fuel_metering: pipeline.needs_fuel(),
         artifact_cache_dir: config.plugins.plugin_cache_dir.clone(),
+        instance_wait: config.plugins.instance_wait(),
+        compile_timeout: config.plugins.compile_timeout(),
         ..EngineConfig::default()
     })?;
     let registry = config.plugins.registry.open(&config.data_dir).await?;

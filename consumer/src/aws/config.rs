@@ -2,7 +2,9 @@
 //! (as Lambda passes it) and flags, validated and printed with secrets redacted at start.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use aws_config::timeout::TimeoutConfig;
 use clap::Parser;
 use core_data::RedisConfig;
 use settings::{InvalidSetting, ensure};
@@ -64,6 +66,15 @@ pub struct ConsumerConfig {
     #[command(flatten)]
     pub metrics: plugin_metrics::MetricsConfig,
 
+    /// Time limit of one AWS call (DynamoDB, SQS, Secrets Manager) with its retries, in
+    /// milliseconds.
+    #[arg(long, env = "AWS_OPERATION_TIMEOUT_MS", default_value_t = 10_000)]
+    pub aws_operation_timeout_ms: u64,
+
+    /// Time limit of one attempt of an AWS call, connecting included, in milliseconds.
+    #[arg(long, env = "AWS_ATTEMPT_TIMEOUT_MS", default_value_t = 3_000)]
+    pub aws_attempt_timeout_ms: u64,
+
     /// Log as JSON lines (CloudWatch) instead of human-readable text.
     #[arg(long, env = "LOG_JSON", default_value_t = true, action = clap::ArgAction::Set)]
     pub log_json: bool,
@@ -114,6 +125,16 @@ impl ConsumerConfig {
             "REDIS_AUTH_TOKEN_SECRET_ARN",
             "set either REDIS_AUTH_TOKEN or REDIS_AUTH_TOKEN_SECRET_ARN, not both",
         )?;
+        ensure(
+            self.aws_attempt_timeout_ms > 0,
+            "AWS_ATTEMPT_TIMEOUT_MS",
+            "must be positive",
+        )?;
+        ensure(
+            self.aws_operation_timeout_ms >= self.aws_attempt_timeout_ms,
+            "AWS_OPERATION_TIMEOUT_MS",
+            "must be at least AWS_ATTEMPT_TIMEOUT_MS",
+        )?;
         if let Some(url) = &self.dead_letter_queue_url {
             ensure(
                 url.starts_with("https://") || url.starts_with("http://"),
@@ -122,6 +143,16 @@ impl ConsumerConfig {
             )?;
         }
         Ok(())
+    }
+
+    /// The time limits of every AWS call the consumer makes.
+    pub fn aws_timeouts(&self) -> TimeoutConfig {
+        let attempt = Duration::from_millis(self.aws_attempt_timeout_ms);
+        TimeoutConfig::builder()
+            .connect_timeout(attempt)
+            .operation_attempt_timeout(attempt)
+            .operation_timeout(Duration::from_millis(self.aws_operation_timeout_ms))
+            .build()
     }
 }
 
@@ -173,6 +204,16 @@ mod tests {
         assert_eq!(
             config.validate().unwrap_err().setting,
             "REDIS_AUTH_TOKEN_SECRET_ARN"
+        );
+        let config = parse(&[
+            "--dynamodb-table",
+            "events",
+            "--aws-operation-timeout-ms",
+            "100",
+        ]);
+        assert_eq!(
+            config.validate().unwrap_err().setting,
+            "AWS_OPERATION_TIMEOUT_MS"
         );
     }
 }

@@ -19,7 +19,7 @@ use crate::init::{InitError, InitReport, load_chain, registry_chains};
 /// log), Redis core data (or none), and the consumer chain.
 pub async fn aws_consumer(config: &ConsumerConfig) -> Result<(Consumer, InitReport), InitError> {
     let started = Instant::now();
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let aws = sdk_config(config).await;
     let redis = match &config.redis.redis_url {
         Some(url) => {
             let token = redis_token(config, &aws).await?;
@@ -88,6 +88,15 @@ fn letter_overflow(config: &ConsumerConfig, aws: &aws_config::SdkConfig) -> Opti
         bucket: bucket.to_owned(),
         prefix: "dead-letters/".to_owned(),
     })
+}
+
+/// The AWS SDK settings every client of the consumer is built from: the environment's
+/// region, credentials and endpoints, with the configured time limits.
+pub async fn sdk_config(config: &ConsumerConfig) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(config.aws_timeouts())
+        .load()
+        .await
 }
 
 /// The Redis AUTH token read from Secrets Manager once, when the configuration names a

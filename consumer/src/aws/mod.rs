@@ -16,5 +16,5 @@ pub mod sqs;
 pub use attempts::DynamoDbAttempts;
 pub use config::ConsumerConfig;
 pub use dynamodb::DynamoDbStore;
-pub use init::aws_consumer;
+pub use init::{aws_consumer, sdk_config};
 pub use sqs::SqsDeadLetters;

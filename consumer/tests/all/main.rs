@@ -3,6 +3,7 @@
 //! One test binary per crate (one link of wasmtime and the AWS SDK); each module is
 //! one behaviour.
 
+mod aws_timeouts;
 mod common;
 mod core_data_updates;
 mod dynamodb_store;

@@ -18,6 +18,11 @@ pub struct RedisConfig {
     /// Timeout of one Redis command and of connecting, in milliseconds.
     #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 1_000)]
     pub redis_timeout_ms: u64,
+    /// Seconds between pings on the update subscription: a connection that does not
+    /// answer within `REDIS_TIMEOUT_MS` is replaced, so a half-open one cannot
+    /// silently stop the updates.
+    #[arg(long, env = "REDIS_KEEPALIVE_SECS", default_value_t = 10)]
+    pub redis_keepalive_secs: u64,
 }
 
 impl RedisConfig {
@@ -34,11 +39,21 @@ impl RedisConfig {
             self.redis_timeout_ms > 0,
             "REDIS_TIMEOUT_MS",
             "must be positive",
+        )?;
+        ensure(
+            self.redis_keepalive_secs > 0,
+            "REDIS_KEEPALIVE_SECS",
+            "must be positive",
         )
     }
 
     /// Timeout of one Redis command.
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.redis_timeout_ms)
+    }
+
+    /// Time between pings on the update subscription.
+    pub fn keepalive(&self) -> Duration {
+        Duration::from_secs(self.redis_keepalive_secs)
     }
 }

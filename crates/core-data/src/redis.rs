@@ -1,7 +1,8 @@
 //! Core data in Redis (ElastiCache): `HGETALL program:{id}` reads, `HSET`/`DEL` writes
 //! announced with `PUBLISH core-data-updates {id}`, one Lua script per program that
 //! moves `eventCount` and `lastSeenMs` forward and publishes the program id, and
-//! a subscription to the updates channel that reconnects with backoff.
+//! a subscription to the updates channel, pinged to find a half-open connection, that
+//! reconnects with backoff.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -42,6 +43,9 @@ if changed == 1 then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
 return changed
 ";
 
+/// Time between pings on a subscription, unless configured.
+const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(10);
+
 /// Waits between attempts to (re)subscribe while Redis is away.
 const RESUBSCRIBE: RetryPolicy = RetryPolicy {
     max_attempts: None,
@@ -57,6 +61,7 @@ pub struct RedisCoreData {
     connection: ConnectionManager,
     script: Script,
     timeout: Duration,
+    keepalive: Duration,
     health: Arc<Health>,
 }
 
@@ -83,7 +88,10 @@ impl RedisCoreData {
         config
             .redis_url
             .as_ref()
-            .map(|url| Self::new(url, config.redis_auth_token.as_ref(), config.timeout()))
+            .map(|url| {
+                Self::new(url, config.redis_auth_token.as_ref(), config.timeout())
+                    .map(|redis| redis.with_keepalive(config.keepalive()))
+            })
             .transpose()
     }
 
@@ -117,8 +125,15 @@ impl RedisCoreData {
             connection,
             script: Script::new(PUBLISH_COUNT),
             timeout,
+            keepalive: DEFAULT_KEEPALIVE,
             health: Arc::default(),
         })
+    }
+
+    /// The same backend pinging its subscriptions every `keepalive` (10 s unless set).
+    pub fn with_keepalive(mut self, keepalive: Duration) -> Self {
+        self.keepalive = keepalive;
+        self
     }
 
     /// A backend like [`RedisCoreData::new`] that has checked Redis answers (the
@@ -275,9 +290,9 @@ enum FollowEnd {
 }
 
 impl RedisCoreData {
-    /// Subscribes to `channel` and forwards its messages until the connection drops or
-    /// the receiver goes away. After a (re)connection anything may have been missed, so
-    /// an empty message asks the subscriber to catch up.
+    /// Subscribes to `channel` and forwards its messages until the connection drops,
+    /// stops answering pings, or the receiver goes away. After a (re)connection anything
+    /// may have been missed, so an empty message asks the subscriber to catch up.
     async fn follow(
         &self,
         channel: &'static str,
@@ -292,13 +307,27 @@ impl RedisCoreData {
         if sender.send(String::new()).await.is_err() {
             return Ok(FollowEnd::ReceiverGone);
         }
-        let mut messages = pubsub.into_on_message();
-        while let Some(message) = messages.next().await {
-            let Ok(id) = message.get_payload::<String>() else {
-                continue;
-            };
-            if sender.send(id).await.is_err() {
-                return Ok(FollowEnd::ReceiverGone);
+        let (mut control, mut messages) = pubsub.split();
+        let mut keepalive =
+            tokio::time::interval_at(tokio::time::Instant::now() + self.keepalive, self.keepalive);
+        loop {
+            tokio::select! {
+                message = messages.next() => {
+                    let Some(message) = message else { break };
+                    let Ok(id) = message.get_payload::<String>() else {
+                        continue;
+                    };
+                    if sender.send(id).await.is_err() {
+                        return Ok(FollowEnd::ReceiverGone);
+                    }
+                }
+                _ = keepalive.tick() => {
+                    let ping = tokio::time::timeout(self.timeout, control.ping::<redis::Value>());
+                    if !matches!(ping.await, Ok(Ok(_))) {
+                        tracing::warn!(channel, "redis subscription does not answer pings");
+                        break;
+                    }
+                }
             }
         }
         self.health

@@ -8,7 +8,7 @@ use crate::core_data::CoreDataLookup;
 use crate::engine::{CompiledPlugin, PluginEngine};
 use crate::error::CallFailure;
 use crate::event::Event;
-use crate::instance::PluginInstance;
+use crate::instance::{PluginInstance, StartFailure};
 use crate::registry::RegisteredPlugin;
 use crate::version::PluginVersion;
 
@@ -91,10 +91,7 @@ impl PluginChain {
         for plugin in &self.steps {
             let mut step = Step::new(self, plugin);
             if let Err(failure) = step.instance().await {
-                return Err(Outcome::Failed {
-                    by: step.plugin_ref,
-                    failure,
-                });
+                return Err(step.unserved(failure));
             }
         }
         Ok(())
@@ -193,36 +190,35 @@ impl<'c> Step<'c> {
     /// Validates then transforms one event; `Err` holds the outcome that stops it.
     async fn run(&mut self, event: Event) -> Result<Vec<Event>, Outcome> {
         let started = Instant::now();
-        let result = self.validate_and_transform(event).await;
-        self.record(started, &result);
+        let result = match self.instance().await {
+            Ok(instance) => validate_and_transform(instance, event).await,
+            Err(StartFailure::Failed(failure)) => Err(failure),
+            Err(busy @ StartFailure::Busy(_)) => {
+                self.record(started, "busy");
+                return Err(self.unserved(busy));
+            }
+        };
+        let label = match &result {
+            Ok(Ok(_)) => "accepted",
+            Ok(Err(WitPluginError::Reject(_))) => "rejected",
+            Ok(Err(WitPluginError::Retry(_))) => "retry",
+            Ok(Err(WitPluginError::Fail(_))) => "failed",
+            Err(failure) => failure.kind(),
+        };
+        self.record(started, label);
         match result {
             Ok(Ok(events)) => Ok(events),
             Ok(Err(error)) => Err(self.refusal(error)),
             Err(failure) => {
                 // A failed instance may be in any state: the next event gets a fresh one.
                 self.instance = None;
-                tracing::warn!(plugin = %self.plugin_ref.name, version = %self.plugin_ref.version.short(), %failure, "plugin call failed");
-                Err(Outcome::Failed {
-                    by: self.plugin_ref.clone(),
-                    failure,
-                })
+                Err(self.unserved(StartFailure::Failed(failure)))
             }
         }
     }
 
-    async fn validate_and_transform(
-        &mut self,
-        event: Event,
-    ) -> Result<Result<Vec<Event>, WitPluginError>, CallFailure> {
-        let instance = self.instance().await?;
-        if let Err(refusal) = instance.validate(event.clone()).await? {
-            return Ok(Err(refusal));
-        }
-        instance.transform(event).await
-    }
-
     /// The batch's instance of this plugin, created on first use.
-    async fn instance(&mut self) -> Result<&mut PluginInstance, CallFailure> {
+    async fn instance(&mut self) -> Result<&mut PluginInstance, StartFailure> {
         if self.instance.is_none() {
             let instance = PluginInstance::new(
                 &self.chain.engine,
@@ -236,7 +232,25 @@ impl<'c> Step<'c> {
         }
         self.instance
             .as_mut()
-            .ok_or_else(|| CallFailure::Instantiate("no instance".into()))
+            .ok_or_else(|| StartFailure::Failed(CallFailure::Instantiate("no instance".into())))
+    }
+
+    /// The outcome of an event this plugin could not serve: retry later when the
+    /// instance pool is in full use, failed otherwise.
+    fn unserved(&self, failure: StartFailure) -> Outcome {
+        let by = self.plugin_ref.clone();
+        match failure {
+            StartFailure::Busy(waited) => Outcome::Retry {
+                by,
+                reason: format!(
+                    "no plugin instance became free within {waited:?}: the process is at capacity"
+                ),
+            },
+            StartFailure::Failed(failure) => {
+                tracing::warn!(plugin = %by.name, version = %by.version.short(), %failure, "plugin call failed");
+                Outcome::Failed { by, failure }
+            }
+        }
     }
 
     fn refusal(&self, error: WitPluginError) -> Outcome {
@@ -251,18 +265,7 @@ impl<'c> Step<'c> {
         }
     }
 
-    fn record(
-        &self,
-        started: Instant,
-        result: &Result<Result<Vec<Event>, WitPluginError>, CallFailure>,
-    ) {
-        let outcome = match result {
-            Ok(Ok(_)) => "accepted",
-            Ok(Err(WitPluginError::Reject(_))) => "rejected",
-            Ok(Err(WitPluginError::Retry(_))) => "retry",
-            Ok(Err(WitPluginError::Fail(_))) => "failed",
-            Err(failure) => failure.kind(),
-        };
+    fn record(&self, started: Instant, outcome: &str) {
         let labels = [
             ("plugin", self.plugin_ref.name.to_string()),
             ("version", self.plugin_ref.version.short()),
@@ -272,4 +275,15 @@ impl<'c> Step<'c> {
         metrics::histogram!("plugin_call_duration_seconds", &labels[..2])
             .record(started.elapsed().as_secs_f64());
     }
+}
+
+/// Validates then transforms one event on `instance`.
+async fn validate_and_transform(
+    instance: &mut PluginInstance,
+    event: Event,
+) -> Result<Result<Vec<Event>, WitPluginError>, CallFailure> {
+    if let Err(refusal) = instance.validate(event.clone()).await? {
+        return Ok(Err(refusal));
+    }
+    instance.transform(event).await
 }

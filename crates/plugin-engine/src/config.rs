@@ -18,6 +18,11 @@ pub struct EngineConfig {
     pub artifact_cache_dir: Option<PathBuf>,
     /// Largest component accepted, in bytes.
     pub max_component_bytes: usize,
+    /// How long a call waits for a free instance when the pool is in full use before
+    /// it is answered "retry later".
+    pub instance_wait: Duration,
+    /// Longest one compilation may take; compilations run one at a time.
+    pub compile_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -29,6 +34,8 @@ impl Default for EngineConfig {
             fuel_metering: false,
             artifact_cache_dir: None,
             max_component_bytes: 64 << 20,
+            instance_wait: Duration::from_millis(200),
+            compile_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -44,8 +51,21 @@ pub struct PluginLimits {
     pub fuel: Option<u64>,
     /// Most events one `transform` call may return.
     pub max_output_events: usize,
-    /// Most bytes (payload and attributes) one `transform` call may return.
+    /// Most bytes (payload and attributes) one `transform` call may return; with the
+    /// event-count limit it also bounds, before anything is copied, the host memory
+    /// that one call's output may take.
     pub max_output_bytes: usize,
+}
+
+impl PluginLimits {
+    /// Host memory, in bytes, that the data one call hands to the host may take: the
+    /// output bytes plus the host's own record of each output event. Checked while the
+    /// data is lifted out of the guest, before it is copied.
+    pub(crate) fn host_copy_budget(&self) -> usize {
+        let per_event = std::mem::size_of::<crate::bindings::WitEvent>();
+        self.max_output_bytes
+            .saturating_add(self.max_output_events.saturating_mul(per_event))
+    }
 }
 
 impl Default for PluginLimits {

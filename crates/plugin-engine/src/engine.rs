@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -28,6 +29,11 @@ struct EngineInner {
     linker: Linker<SandboxState>,
     config: EngineConfig,
     cache: Option<ArtifactCache>,
+    /// One permit per instance the pool holds: a call waits here, not in a failing
+    /// allocation, while the pool is in full use.
+    instances: Arc<Semaphore>,
+    /// One compilation at a time: compiling takes the CPU and memory of a whole core.
+    compiles: Arc<Semaphore>,
     _ticker: EpochTicker,
 }
 
@@ -98,12 +104,15 @@ impl PluginEngine {
             .as_ref()
             .map(|dir| ArtifactCache::new(dir.clone(), &engine));
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
+        let instances = Arc::new(Semaphore::new(config.max_concurrent_instances as usize));
         Ok(Self {
             inner: Arc::new(EngineInner {
                 engine,
                 linker,
                 config,
                 cache,
+                instances,
+                compiles: Arc::new(Semaphore::new(1)),
                 _ticker: ticker,
             }),
         })
@@ -116,6 +125,17 @@ impl PluginEngine {
 
     pub(crate) fn wasmtime(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    /// A place in the instance pool, waiting for one at most
+    /// [`EngineConfig::instance_wait`]; `None` when the pool stayed in full use.
+    pub(crate) async fn reserve_instance(&self) -> Option<OwnedSemaphorePermit> {
+        let wait = self.inner.config.instance_wait;
+        let permit = self.inner.instances.clone().acquire_owned();
+        match tokio::time::timeout(wait, permit).await {
+            Ok(Ok(permit)) => Some(permit),
+            Ok(Err(_)) | Err(_) => None,
+        }
     }
 
     /// Checks that `limits` fit this engine.
@@ -150,14 +170,7 @@ impl PluginEngine {
         bytes: &[u8],
         grants: &BTreeSet<Grant>,
     ) -> Result<CompiledPlugin, EngineError> {
-        let limit = self.inner.config.max_component_bytes;
-        if bytes.len() > limit {
-            return Err(EngineError::TooLarge {
-                name: name.to_owned(),
-                size: bytes.len(),
-                limit,
-            });
-        }
+        self.check_size(name, bytes.len())?;
         let version = PluginVersion::of(bytes);
         let (component, origin) = self.component(name, version, bytes)?;
         let engine = &self.inner.engine;
@@ -214,6 +227,53 @@ impl PluginEngine {
                 origin,
             }),
         })
+    }
+
+    /// [`PluginEngine::compile`] on a blocking thread, one compilation at a time and
+    /// within [`EngineConfig::compile_timeout`] (waiting for an earlier compilation
+    /// counts). A compilation that runs out of time is left to finish in the
+    /// background, still holding its place, so compilations never pile up.
+    pub async fn compile_bounded(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        grants: BTreeSet<Grant>,
+    ) -> Result<CompiledPlugin, EngineError> {
+        self.check_size(name, bytes.len())?;
+        let limit = self.inner.config.compile_timeout;
+        let engine = self.clone();
+        let owned_name = name.to_owned();
+        let compile = async move {
+            let permit = engine.inner.compiles.clone().acquire_owned().await;
+            let task = tokio::task::spawn_blocking(move || {
+                let _one_at_a_time = permit;
+                engine.compile(&owned_name, &bytes, &grants)
+            });
+            task.await
+        };
+        match tokio::time::timeout(limit, compile).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(EngineError::Compile {
+                name: name.to_owned(),
+                reason: format!("the compiler stopped: {join}"),
+            }),
+            Err(_) => Err(EngineError::CompileTimeout {
+                name: name.to_owned(),
+                limit,
+            }),
+        }
+    }
+
+    fn check_size(&self, name: &str, size: usize) -> Result<(), EngineError> {
+        let limit = self.inner.config.max_component_bytes;
+        if size > limit {
+            return Err(EngineError::TooLarge {
+                name: name.to_owned(),
+                size,
+                limit,
+            });
+        }
+        Ok(())
     }
 
     fn component(

@@ -51,6 +51,14 @@ pub enum EngineError {
         /// The import, e.g. `wasi:sockets/tcp@0.2.6`.
         import: String,
     },
+    /// Compiling the component took longer than the engine allows.
+    #[error("plugin {name} did not compile within {limit:?}; try again when the host is less busy")]
+    CompileTimeout {
+        /// Plugin name.
+        name: String,
+        /// The time limit.
+        limit: Duration,
+    },
     /// The component does not implement the `adtrack:plugin/plugin` world.
     #[error("plugin {name} does not match the adtrack:plugin world: {reason}")]
     WorldMismatch {

@@ -1,8 +1,10 @@
 //! One live plugin instance and guarded calls into it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use wasmtime::{Store, Trap, UpdateDeadline};
+use tokio::sync::OwnedSemaphorePermit;
+use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
 use crate::bindings::{Plugin, WitEvent, WitPluginError};
 use crate::config::PluginLimits;
@@ -18,21 +20,41 @@ use crate::sandbox::SandboxState;
 #[error("plugin call deadline exceeded")]
 struct DeadlineExceeded;
 
+/// Why no instance could be started.
+#[derive(Debug)]
+pub(crate) enum StartFailure {
+    /// The instance pool stayed in full use for this long: retry later.
+    Busy(Duration),
+    /// The plugin failed to start.
+    Failed(CallFailure),
+}
+
+/// What wasmtime reports when a lift would copy more than the store's hostcall fuel
+/// allows (its error type is private, so the message is what identifies it).
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
 /// A plugin instance with its own store; used for one batch, dropped after a failure.
 pub(crate) struct PluginInstance {
     store: Store<SandboxState>,
     plugin: Plugin,
+    /// Its place in the instance pool, given back when the instance is dropped.
+    _pool_place: OwnedSemaphorePermit,
 }
 
 impl PluginInstance {
-    /// Instantiates `compiled` in a fresh sandbox; instantiation runs under the call limits.
+    /// Instantiates `compiled` in a fresh sandbox once the pool has room (waiting for
+    /// it at most the engine's `instance_wait`); instantiation runs under the call limits.
     pub(crate) async fn new(
         engine: &PluginEngine,
         compiled: &CompiledPlugin,
         name: Arc<str>,
         settings: Arc<PluginSettings>,
         core_data: Arc<dyn CoreDataLookup>,
-    ) -> Result<Self, CallFailure> {
+    ) -> Result<Self, StartFailure> {
+        let busy = StartFailure::Busy(engine.config().instance_wait);
+        let Some(pool_place) = engine.reserve_instance().await else {
+            return Err(busy);
+        };
         let state = SandboxState::new(
             name,
             compiled.version(),
@@ -49,15 +71,28 @@ impl PluginInstance {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        begin_call(&mut store)?;
+        begin_call(&mut store).map_err(StartFailure::Failed)?;
         let wall_limit = store.data().wall_limit();
         let outcome =
             tokio::time::timeout(wall_limit, compiled.pre.instantiate_async(&mut store)).await;
-        let plugin = settle(&store, outcome).map_err(|failure| match failure {
-            CallFailure::Trap(reason) => CallFailure::Instantiate(reason),
-            other => other,
+        // A component with more memories or tables per instance than the pool plans
+        // for can still find one of them in full use: that passes too.
+        if let Ok(Err(error)) = &outcome
+            && error.downcast_ref::<PoolConcurrencyLimitError>().is_some()
+        {
+            return Err(busy);
+        }
+        let plugin = settle(&store, outcome).map_err(|failure| {
+            StartFailure::Failed(match failure {
+                CallFailure::Trap(reason) => CallFailure::Instantiate(reason),
+                other => other,
+            })
         })?;
-        Ok(Self { store, plugin })
+        Ok(Self {
+            store,
+            plugin,
+            _pool_place: pool_place,
+        })
     }
 
     /// Calls the plugin's `validate`.
@@ -94,13 +129,17 @@ impl PluginInstance {
     }
 }
 
-/// Arms the limits for the next guest call: fresh fuel and a fresh deadline.
+/// Arms the limits for the next guest call: fresh fuel, a fresh deadline, and a cap on
+/// the data the guest may hand the host (results and import arguments), checked
+/// before that data is copied out of guest memory.
 fn begin_call(store: &mut Store<SandboxState>) -> Result<(), CallFailure> {
     if let Some(fuel) = store.data().limits.fuel {
         store
             .set_fuel(fuel)
             .map_err(|error| CallFailure::Instantiate(format!("{error:#}")))?;
     }
+    let budget = store.data().limits.host_copy_budget();
+    store.set_hostcall_fuel(budget);
     store.data_mut().start_call();
     store.set_epoch_deadline(1);
     Ok(())
@@ -131,6 +170,18 @@ fn classify(error: wasmtime::Error, state: &SandboxState) -> CallFailure {
     }
     if let Some(Trap::OutOfFuel) = error.downcast_ref::<Trap>() {
         return CallFailure::FuelExhausted(limits.fuel.unwrap_or_default());
+    }
+    if error
+        .chain()
+        .any(|cause| cause.to_string().contains(HOSTCALL_FUEL_EXHAUSTED))
+    {
+        return CallFailure::OutputTooLarge(format!(
+            "more than {} bytes of host memory in one call (at most {} events and {} bytes); \
+             refused before it was copied",
+            limits.host_copy_budget(),
+            limits.max_output_events,
+            limits.max_output_bytes
+        ));
     }
     let reason = match error.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),

@@ -122,7 +122,10 @@ impl PipelineFile {
         };
         let raw: RawPipeline = toml::from_str(text).map_err(|error| invalid(error.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let defaults = raw.limits.apply(PluginLimits::default());
+        let defaults = raw
+            .limits
+            .apply(PluginLimits::default(), "[limits]")
+            .map_err(invalid)?;
         let mut plugins = BTreeMap::new();
         for (name, plugin) in raw.plugins {
             let config = plugin
@@ -137,7 +140,8 @@ impl PipelineFile {
                 fuel: plugin.fuel,
                 max_output_events: plugin.max_output_events,
             }
-            .apply(defaults.clone());
+            .apply(defaults.clone(), &format!("[plugins.{name}]"))
+            .map_err(invalid)?;
             let declaration = PluginDeclaration {
                 path: base.join(&plugin.path),
                 settings: PluginSettings {
@@ -210,9 +214,12 @@ impl PipelineFile {
 }
 
 impl RawLimits {
-    fn apply(self, mut limits: PluginLimits) -> PluginLimits {
+    /// `limits` with the values set here; `section` names the table in errors.
+    fn apply(self, mut limits: PluginLimits, section: &str) -> Result<PluginLimits, String> {
         if let Some(mib) = self.memory_mib {
-            limits.memory_bytes = mib << 20;
+            limits.memory_bytes = mib
+                .checked_mul(1 << 20)
+                .ok_or_else(|| format!("{section} memory-mib = {mib} is too large"))?;
         }
         if let Some(ms) = self.timeout_ms {
             limits.timeout = Duration::from_millis(ms);
@@ -223,7 +230,7 @@ impl RawLimits {
         if let Some(events) = self.max_output_events {
             limits.max_output_events = events;
         }
-        limits
+        Ok(limits)
     }
 }
 
@@ -242,6 +249,9 @@ fn config_value(plugin: &str, key: &str, value: toml::Value) -> Result<String, S
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
+
     use super::*;
 
     const EXAMPLE: &str = r#"
@@ -293,5 +303,84 @@ mod tests {
 
         let bad_grant = "[plugins.a]\npath = \"a.wasm\"\ngrants = [\"filesystem\"]\n";
         assert!(PipelineFile::parse(bad_grant, Path::new("p.toml")).is_err());
+    }
+
+    #[test]
+    fn refuses_a_memory_limit_beyond_the_address_space() {
+        let huge = "[plugins.a]\npath = \"a.wasm\"\nmemory-mib = 1125899906842624\n";
+        let error = PipelineFile::parse(huge, Path::new("p.toml")).unwrap_err();
+        assert!(error.to_string().contains("memory-mib"), "{error}");
+    }
+
+    /// Parses `text`: a pipeline whose chains name declared plugins, or an error about
+    /// the file; anything else (a panic included) fails the property.
+    fn parses_or_names_the_file(text: &str) -> Result<(), TestCaseError> {
+        match PipelineFile::parse(text, Path::new("p.toml")) {
+            Ok(file) => {
+                for side in [Side::Host, Side::Consumer] {
+                    for name in file.chain_names(side) {
+                        prop_assert!(file.plugins.contains_key(name), "{name} undeclared");
+                    }
+                }
+            }
+            Err(EngineError::Pipeline { path, reason }) => {
+                prop_assert_eq!(path, Path::new("p.toml"));
+                prop_assert!(!reason.is_empty());
+            }
+            Err(other) => prop_assert!(false, "unexpected error {other}"),
+        }
+        Ok(())
+    }
+
+    /// A TOML value of any shape the pipeline file might hold, valid or not.
+    fn toml_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|number| number.to_string()),
+            Just("18446744073709551615".to_owned()),
+            any::<bool>().prop_map(|flag| flag.to_string()),
+            any::<f64>().prop_map(|number| number.to_string()),
+            "\\PC{0,12}".prop_map(|text| format!("{text:?}")),
+            prop::collection::vec("[a-z-]{1,6}", 0..4).prop_map(|names| format!("{names:?}")),
+            Just("{ fields = \"a\", n = 3, on = true, nested = { x = 1 } }".to_owned()),
+            Just("[\"wall-clock\", \"network\", \"filesystem\"]".to_owned()),
+        ]
+    }
+
+    /// Lines of a pipeline file: its tables and keys with any values, in any order.
+    fn pipeline_text() -> impl Strategy<Value = String> {
+        let table = prop::sample::select(vec![
+            "[limits]",
+            "[pipeline]",
+            "[plugins.a]",
+            "[plugins.b]",
+            "[plugins.a.config]",
+        ])
+        .prop_map(str::to_owned);
+        let key = prop::sample::select(vec![
+            "memory-mib",
+            "timeout-ms",
+            "fuel",
+            "max-output-events",
+            "path",
+            "config",
+            "grants",
+            "host",
+            "consumer",
+            "unknown",
+        ]);
+        let entry = (key, toml_value()).prop_map(|(key, value)| format!("{key} = {value}"));
+        prop::collection::vec(prop_oneof![table, entry], 0..16).prop_map(|lines| lines.join("\n"))
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_a_pipeline_or_an_error(text in "\\PC*") {
+            parses_or_names_the_file(&text)?;
+        }
+
+        #[test]
+        fn any_pipeline_shaped_text_is_a_pipeline_or_an_error(text in pipeline_text()) {
+            parses_or_names_the_file(&text)?;
+        }
     }
 }

@@ -242,7 +242,11 @@ pub(crate) fn now_ms() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::RegistryError;
+    use crate::store::decode;
 
     #[test]
     fn a_release_round_trips_through_json() {
@@ -261,5 +265,159 @@ mod tests {
         let json = serde_json::to_string(&release).unwrap();
         assert_eq!(serde_json::from_str::<Release>(&json).unwrap(), release);
         assert_eq!(release.versions().len(), 1);
+    }
+
+    fn released_plugin() -> impl Strategy<Value = ReleasedPlugin> {
+        (
+            any::<Vec<u8>>(),
+            prop::collection::btree_map("[a-z]{1,6}", "\\PC{0,8}", 0..3),
+            any::<usize>(),
+            any::<u64>(),
+            any::<Option<u64>>(),
+            any::<usize>(),
+            any::<usize>(),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(bytes, config, memory_bytes, timeout_ms, fuel, events, output, network)| {
+                    ReleasedPlugin {
+                        version: PluginVersion::of(&bytes),
+                        config,
+                        memory_bytes,
+                        timeout_ms,
+                        fuel,
+                        max_output_events: events,
+                        max_output_bytes: output,
+                        grants: if network {
+                            BTreeSet::from([Grant::Network])
+                        } else {
+                            BTreeSet::new()
+                        },
+                    }
+                },
+            )
+    }
+
+    fn side_release() -> impl Strategy<Value = SideRelease> {
+        let candidate = (released_plugin(), any::<bool>(), any::<u8>(), any::<u64>()).prop_map(
+            |(pinned, shadow, percent, min_calls)| Candidate {
+                plugin: "a".into(),
+                pinned,
+                mode: if shadow {
+                    CandidateMode::Shadow
+                } else {
+                    CandidateMode::Canary
+                },
+                percent,
+                abort: AbortPolicy {
+                    min_calls,
+                    max_failure_margin_percent: percent,
+                },
+            },
+        );
+        (
+            prop::collection::vec("[a-z]{1,3}", 0..4),
+            prop::collection::btree_map("[a-z]{1,3}", released_plugin(), 0..3),
+            prop::option::of(candidate),
+        )
+            .prop_map(|(chain, plugins, candidate)| SideRelease {
+                chain,
+                plugins,
+                candidate,
+            })
+    }
+
+    fn release() -> impl Strategy<Value = Release> {
+        (
+            any::<u64>(),
+            any::<u64>(),
+            "\\PC{0,16}",
+            side_release(),
+            side_release(),
+        )
+            .prop_map(|(number, created_ms, summary, host, consumer)| Release {
+                number,
+                created_ms,
+                summary,
+                host,
+                consumer,
+            })
+    }
+
+    /// A stored release document with one edit: cut short, or a token put in anywhere.
+    fn damaged_document() -> impl Strategy<Value = Vec<u8>> {
+        let token = prop::sample::select(vec![
+            "-1",
+            "1e400",
+            "18446744073709551616",
+            "null",
+            "\"\"",
+            "{}",
+            "[]",
+            ",",
+            "\"x\":1,",
+            "\"canary\"",
+            "\\u0000",
+            "\"",
+        ]);
+        (
+            release(),
+            any::<prop::sample::Index>(),
+            prop::option::of(token),
+        )
+            .prop_map(|(release, at, token)| {
+                let mut json = serde_json::to_vec(&release).unwrap_or_default();
+                let at = at.index(json.len() + 1);
+                match token {
+                    Some(token) => {
+                        json.splice(at..at, token.bytes());
+                    }
+                    None => json.truncate(at),
+                }
+                json
+            })
+    }
+
+    /// Decodes `bytes` as a release: a release that reads back the same after a round
+    /// trip, or a `Corrupt` error saying which document; never a panic.
+    fn decodes_or_is_corrupt(bytes: &[u8]) -> Result<(), TestCaseError> {
+        match decode::<Release>("release 1", bytes) {
+            Ok(release) => {
+                let json = serde_json::to_vec(&release).unwrap_or_default();
+                prop_assert_eq!(
+                    decode::<Release>("release 1", &json).ok(),
+                    Some(release.clone())
+                );
+                for side in [Side::Host, Side::Consumer] {
+                    for plugin in release.side(side).plugins.values() {
+                        let _ = plugin.settings();
+                    }
+                }
+            }
+            Err(RegistryError::Corrupt { what, reason }) => {
+                prop_assert_eq!(what, "release 1");
+                prop_assert!(!reason.is_empty());
+            }
+            Err(other) => prop_assert!(false, "unexpected error {other}"),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_are_a_release_or_corrupt(bytes in any::<Vec<u8>>()) {
+            decodes_or_is_corrupt(&bytes)?;
+        }
+
+        #[test]
+        fn any_release_round_trips(release in release()) {
+            let json = serde_json::to_vec(&release).unwrap_or_default();
+            prop_assert_eq!(decode::<Release>("release 1", &json).ok(), Some(release));
+        }
+
+        #[test]
+        fn a_damaged_document_is_a_release_or_corrupt(bytes in damaged_document()) {
+            decodes_or_is_corrupt(&bytes)?;
+        }
     }
 }

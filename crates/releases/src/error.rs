@@ -59,7 +59,8 @@ impl Classify for RegistryError {
     fn kind(&self) -> ErrorKind {
         match self {
             RegistryError::Store(error) => error.kind(),
-            RegistryError::Conflict(_) => ErrorKind::Transient,
+            RegistryError::Conflict(_)
+            | RegistryError::Refused(EngineError::CompileTimeout { .. }) => ErrorKind::Transient,
             RegistryError::Corrupt { .. } | RegistryError::Empty => ErrorKind::AuthOrConfig,
             _ => ErrorKind::Permanent,
         }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plugin_engine::{CompiledPlugin, PipelineFile, PluginEngine, PluginSettings, Side};
-use retry_policy::{ClassifiedError, ErrorKind};
 
 use crate::document::{
     AbortPolicy, Candidate, CandidateMode, CandidateReport, Heartbeat, Release, ReleasedPlugin,
@@ -398,23 +397,18 @@ impl ReleaseRegistry {
     }
 }
 
-/// Compiles and checks a candidate on a blocking thread (a JavaScript or Python
-/// component takes tens of seconds).
+/// Compiles and checks a candidate off the async runtime, one compilation at a time and
+/// within the engine's time limit (a JavaScript or Python component takes tens of
+/// seconds).
 pub(crate) async fn compile(
     engine: &PluginEngine,
     name: &str,
     component: &[u8],
     settings: &PluginSettings,
 ) -> Result<CompiledPlugin, RegistryError> {
-    let engine = engine.clone();
-    let name = name.to_owned();
-    let component = component.to_vec();
-    let grants = settings.grants.clone();
-    tokio::task::spawn_blocking(move || engine.compile(&name, &component, &grants))
+    engine
+        .compile_bounded(name, component.to_vec(), settings.grants.clone())
         .await
-        .map_err(|join| {
-            ClassifiedError::caused_by(ErrorKind::Transient, "compile task failed", join)
-        })?
         .map_err(RegistryError::Refused)
 }
 

@@ -17,6 +17,10 @@ pub struct CacheConfig {
     /// Seconds a program stays in L1 without a refresh.
     #[arg(long, env = "CACHE_TTL_SECS", default_value_t = 3_600)]
     pub cache_ttl_secs: u64,
+    /// Seconds an unknown program is remembered as unknown before the backend is asked
+    /// again.
+    #[arg(long, env = "CACHE_NEGATIVE_TTL_SECS", default_value_t = 5)]
+    pub cache_negative_ttl_secs: u64,
 }
 
 impl CacheConfig {
@@ -32,11 +36,21 @@ impl CacheConfig {
             self.cache_ttl_secs > 0,
             "CACHE_TTL_SECS",
             "must be positive",
+        )?;
+        ensure(
+            self.cache_negative_ttl_secs > 0,
+            "CACHE_NEGATIVE_TTL_SECS",
+            "must be positive",
         )
     }
 
     /// How long a program stays in L1 without a refresh.
     pub fn ttl(&self) -> Duration {
         Duration::from_secs(self.cache_ttl_secs)
+    }
+
+    /// How long L1 remembers that a program does not exist.
+    pub fn negative_ttl(&self) -> Duration {
+        Duration::from_secs(self.cache_negative_ttl_secs)
     }
 }

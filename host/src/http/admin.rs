@@ -343,10 +343,13 @@ fn registry_error(error: RegistryError) -> ApiError {
         RegistryError::Refused(plugin_engine::EngineError::TooLarge { .. }) => {
             StatusCode::PAYLOAD_TOO_LARGE
         }
-        RegistryError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        RegistryError::Store(_) | RegistryError::Corrupt { .. } | RegistryError::Empty => {
+        RegistryError::Store(_)
+        | RegistryError::Corrupt { .. }
+        | RegistryError::Empty
+        | RegistryError::Refused(plugin_engine::EngineError::CompileTimeout { .. }) => {
             return ApiError::unavailable(error.to_string());
         }
+        RegistryError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
         RegistryError::UnknownComponent(_) => StatusCode::NOT_FOUND,
     };
     ApiError::new(status, error.to_string())
@@ -359,4 +362,30 @@ fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
             .zip(right)
             .fold(0u8, |difference, (a, b)| difference | (a ^ b))
             == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::response::IntoResponse;
+    use plugin_engine::EngineError;
+
+    use super::*;
+
+    #[test]
+    fn an_upload_that_cannot_compile_in_time_is_answered_503_with_retry_after() {
+        let timeout = RegistryError::Refused(EngineError::CompileTimeout {
+            name: "slow".into(),
+            limit: Duration::from_secs(120),
+        });
+        let response = registry_error(timeout).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let too_large = RegistryError::Refused(EngineError::TooLarge {
+            name: "big".into(),
+            size: 2,
+            limit: 1,
+        });
+        let response = registry_error(too_large).into_response();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
 }

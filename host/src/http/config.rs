@@ -26,6 +26,10 @@ pub struct HttpConfig {
     /// Most events in one `POST /events` request.
     #[arg(long, env = "MAX_BATCH_EVENTS", default_value_t = 1_000)]
     pub max_batch_events: usize,
+    /// Most `GET /event` and `POST /events` requests served at once; more are answered
+    /// 503 + `Retry-After` at once. The default matches the plugin instance pool.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 128)]
+    pub max_concurrent_requests: usize,
     /// Time limit for one request, in milliseconds.
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
@@ -51,6 +55,11 @@ impl HttpConfig {
         ensure(
             self.max_batch_events > 0,
             "MAX_BATCH_EVENTS",
+            "must be positive",
+        )?;
+        ensure(
+            self.max_concurrent_requests > 0,
+            "MAX_CONCURRENT_REQUESTS",
             "must be positive",
         )?;
         ensure(

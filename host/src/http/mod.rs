@@ -5,6 +5,7 @@ mod cache_routes;
 mod config;
 mod events;
 mod health;
+mod limit;
 mod models;
 mod tracking;
 
@@ -83,6 +84,8 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
     Router::new()
         .route("/event/{program_id}", get(tracking::track))
         .route("/events", post(events::ingest))
+        // The data routes only: health checks and metrics answer however busy it is.
+        .route_layer(limit::shed_over(config.max_concurrent_requests))
         .merge(cache_routes)
         .route("/health/check", get(health::check))
         .route("/metrics", get(health::metrics))

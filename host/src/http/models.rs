@@ -74,8 +74,8 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthResponse {
-    /// `ok`, or `degraded` while core data is served from L1 only or the plugin
-    /// registry cannot be followed.
+    /// `ok`; `degraded` while core data is served from L1 only or the plugin registry
+    /// cannot be followed; `unavailable` (HTTP 503) while the stream cannot take events.
     pub status: &'static str,
     /// The plugin release this task runs.
     pub release: ReleaseHealth,
@@ -107,6 +107,8 @@ pub struct CoreDataHealth {
     pub backend: BackendStatus,
     /// Programs in L1.
     pub cached_programs: u64,
+    /// Programs served from L1 although their last refresh failed.
+    pub stale_programs: usize,
 }
 
 /// The stream part of `/health/check`.
@@ -117,6 +119,9 @@ pub struct StreamHealth {
     pub backend: &'static str,
     /// Records waiting for delivery.
     pub buffered_records: usize,
+    /// Why the stream stage cannot take events, while it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<&'static str>,
 }
 
 /// A plugin and its active version.

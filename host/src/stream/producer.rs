@@ -226,6 +226,26 @@ impl StreamProducer {
             tracing::error!(%error, "stream delivery task failed");
         }
     }
+
+    /// Whether the delivery task runs: it stops at shutdown, or when it fails.
+    pub fn is_worker_alive(&self) -> bool {
+        self.inner
+            .worker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|worker| !worker.is_finished())
+    }
+
+    /// Whether the buffer is full, so records are refused with backpressure.
+    pub fn is_full(&self) -> bool {
+        self.inner
+            .sender
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|sender| sender.capacity() == 0)
+    }
 }
 
 /// Collects batches from `receiver` and delivers up to `max_in_flight_batches` of

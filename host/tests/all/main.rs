@@ -4,6 +4,7 @@
 //! one behaviour.
 
 mod bad_input;
+mod bounded_resources;
 mod candidates;
 mod common;
 mod embedded_mode;

@@ -2,3 +2,4 @@
 //! real redis-server (`REDIS_URL`, started by `cargo xtask test`).
 
 mod contract;
+mod subscription_keepalive;

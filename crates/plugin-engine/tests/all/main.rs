@@ -4,9 +4,11 @@
 //! one behaviour.
 
 mod artifact_cache;
+mod bounded_resources;
 mod common;
 mod conformance;
 mod contract_versions;
 mod hostile_plugins;
 mod hot_swap;
 mod plugin_outcomes;
+mod thread_allocations;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use adtrack_consumer::Consumer;
 use adtrack_consumer::aws::config::ConsumerCommand;
 use adtrack_consumer::aws::replay::{ReplaySources, replay as replay_queue};
-use adtrack_consumer::aws::{ConsumerConfig, aws_consumer, deployment, lambda};
+use adtrack_consumer::aws::{ConsumerConfig, aws_consumer, deployment, lambda, sdk_config};
 use adtrack_consumer::init;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -61,7 +61,7 @@ async fn replay(config: &ConsumerConfig, consumer: &Consumer, max_messages: usiz
         tracing::error!("replay needs DEAD_LETTER_QUEUE_URL");
         return ExitCode::FAILURE;
     };
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let aws = sdk_config(config).await;
     let mut s3 = aws_sdk_s3::config::Builder::from(&aws);
     if let Some(endpoint) = &config.registry.s3_endpoint_url {
         s3 = s3.endpoint_url(endpoint).force_path_style(true);

@@ -24,19 +24,28 @@ async fn silent_endpoint() -> String {
 
 #[tokio::test]
 async fn requests_over_the_concurrency_limit_are_shed_with_retry_after() {
-    let host = start_host(&[("MAX_CONCURRENT_REQUESTS", "1")]).await;
-    // A POST /events whose body never finishes holds the only place.
+    let host = start_host(&[
+        ("MAX_CONCURRENT_REQUESTS", "1"),
+        ("REQUEST_TIMEOUT_MS", "60000"),
+    ])
+    .await;
+    // POST /events whose bodies never finish hold the only place (and wait for it).
     let address = host.url.trim_start_matches("http://");
-    let mut held = TcpStream::connect(address).await.expect("connect");
-    held.write_all(
-        b"POST /events HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
-          Content-Length: 1000\r\n\r\n[",
-    )
-    .await
-    .expect("send the start of a request");
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut connection = TcpStream::connect(address).await.expect("connect");
+        connection
+            .write_all(
+                b"POST /events HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+                  Content-Length: 1000\r\n\r\n[",
+            )
+            .await
+            .expect("send the start of a request");
+        held.push(connection);
+    }
 
     let mut shed = None;
-    for _ in 0..100 {
+    for _ in 0..400 {
         let response = host
             .client
             .get(host.at("/event/212313"))
@@ -47,7 +56,7 @@ async fn requests_over_the_concurrency_limit_are_shed_with_retry_after() {
             shed = Some(response);
             break;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let shed = shed.expect("a request beyond the limit is answered 503");
     assert_eq!(shed.headers()["retry-after"], "1");

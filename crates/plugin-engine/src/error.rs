@@ -120,7 +120,8 @@ pub enum CallFailure {
     /// `transform` returned more than the limits allow.
     #[error("returned too much output: {0}")]
     OutputTooLarge(String),
-    /// No instance could be created (e.g. the instance pool is exhausted).
+    /// No instance could be created (e.g. its start trapped); a pool in full use is
+    /// an `Outcome::Retry` instead.
     #[error("could not be instantiated: {0}")]
     Instantiate(String),
     /// The plugin itself reported a `fail` error.

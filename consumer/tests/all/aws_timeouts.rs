@@ -5,20 +5,7 @@ use std::time::Duration;
 
 use adtrack_consumer::aws::{ConsumerConfig, sdk_config};
 use clap::Parser;
-use tokio::net::TcpListener;
-
-/// An endpoint that accepts connections and never sends a byte; returns its URL.
-async fn silent_endpoint() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((connection, _)) = listener.accept().await {
-            held.push(connection);
-        }
-    });
-    format!("http://{address}")
-}
+use test_support::silent_endpoint;
 
 #[tokio::test]
 async fn a_dynamodb_call_to_a_silent_endpoint_fails_within_its_time_limit() {

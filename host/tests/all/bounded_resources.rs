@@ -5,22 +5,10 @@
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use crate::common::*;
-
-/// An endpoint that accepts connections and never answers; returns its URL.
-async fn silent_endpoint() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((connection, _)) = listener.accept().await {
-            held.push(connection);
-        }
-    });
-    format!("http://{address}")
-}
+use test_support::silent_endpoint;
 
 #[tokio::test]
 async fn requests_over_the_concurrency_limit_are_shed_with_retry_after() {

@@ -8,15 +8,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plugin_engine::{
-    CoreDataLookup, EngineConfig, EngineError, LoadOrigin, PipelineFile, PluginChain, PluginEngine,
-    PluginRegistry, PluginVersion, Side,
+    CoreDataLookup, EngineConfig, EngineError, InstanceReuse, LoadOrigin, PipelineFile,
+    PluginChain, PluginEngine, PluginRegistry, PluginVersion, Side,
 };
 use releases::{LocalStore, RegistryError, ReleaseRegistry, ReleaseRuntime};
 
 use crate::releases::{DEFAULT_CHECK_EVERY, RegistryChains};
 
-/// Plugin instances live at once in the consumer: it handles one batch at a time,
-/// with one instance per plugin per batch, so a small pool keeps memory low.
+/// Plugin instances serving at once in the consumer, and idle ones kept warm between
+/// batches: it handles one batch at a time, with one instance per plugin per batch,
+/// so a small pool keeps memory low.
 const CONSUMER_INSTANCE_POOL: u32 = 16;
 
 /// How one plugin of the chain was loaded.
@@ -180,6 +181,10 @@ fn consumer_engine(
         .unwrap_or_default();
     PluginEngine::new(EngineConfig {
         max_concurrent_instances: CONSUMER_INSTANCE_POOL,
+        reuse: InstanceReuse {
+            max_idle: CONSUMER_INSTANCE_POOL,
+            ..InstanceReuse::default()
+        },
         max_memory_bytes,
         fuel_metering: pipeline.needs_fuel(),
         artifact_cache_dir,

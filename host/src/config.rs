@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use plugin_engine::InstanceReuse;
 use plugin_metrics::MetricsConfig;
 use releases::RegistryConfig;
 use settings::{InvalidSetting, ensure};
@@ -65,6 +66,13 @@ pub struct PluginConfig {
     /// time); an upload over it is answered 503 + `Retry-After`.
     #[arg(long, env = "COMPILE_TIMEOUT_MS", default_value_t = 120_000)]
     pub compile_timeout_ms: u64,
+    /// Idle instances kept warm per plugin between requests; 0 starts a fresh instance
+    /// for every request (slower, and no state can outlive a request).
+    #[arg(long, env = "PLUGIN_WARM_INSTANCES", default_value_t = 16)]
+    pub warm_instances: usize,
+    /// Calls a plugin instance serves before it is replaced by a fresh one.
+    #[arg(long, env = "PLUGIN_INSTANCE_MAX_CALLS", default_value_t = 10_000)]
+    pub instance_max_calls: u64,
 }
 
 impl ServeConfig {
@@ -75,9 +83,15 @@ impl ServeConfig {
 }
 
 impl PluginConfig {
-    /// Checks the registry settings and that the time limits are positive.
+    /// Checks the registry settings, the instance call limit and that the time limits
+    /// are positive.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         self.registry.validate()?;
+        ensure(
+            self.instance_max_calls > 0,
+            "PLUGIN_INSTANCE_MAX_CALLS",
+            "must be positive",
+        )?;
         ensure(
             self.compile_timeout_ms > 0,
             "COMPILE_TIMEOUT_MS",
@@ -93,6 +107,21 @@ impl PluginConfig {
     /// The time limit of one compilation.
     pub fn compile_timeout(&self) -> Duration {
         Duration::from_millis(self.compile_timeout_ms)
+    }
+
+    /// How plugin instances are kept warm and reused.
+    pub fn instance_reuse(&self) -> InstanceReuse {
+        let defaults = InstanceReuse::default();
+        InstanceReuse {
+            idle_per_plugin: self.warm_instances,
+            max_idle: if self.warm_instances == 0 {
+                0
+            } else {
+                defaults.max_idle
+            },
+            max_calls: self.instance_max_calls,
+            ..defaults
+        }
     }
 }
 

@@ -160,6 +160,7 @@ async fn start_releases(
         artifact_cache_dir: config.plugins.plugin_cache_dir.clone(),
         instance_wait: config.plugins.instance_wait(),
         compile_timeout: config.plugins.compile_timeout(),
+        reuse: config.plugins.instance_reuse(),
         ..EngineConfig::default()
     })?;
     let registry = config.plugins.registry.open(&config.data_dir).await?;

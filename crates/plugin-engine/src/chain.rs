@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::bindings::WitPluginError;
+use crate::bindings::{WitEvent, WitPluginError};
 use crate::core_data::CoreDataLookup;
 use crate::engine::{CompiledPlugin, PluginEngine};
 use crate::error::CallFailure;
@@ -85,8 +85,8 @@ impl PluginChain {
         &self.steps
     }
 
-    /// Instantiates every plugin once, so a plugin that cannot start is found before
-    /// traffic arrives; also the measure of instantiation cost.
+    /// Readies an instance of every plugin (kept warm for the first batch), so a
+    /// plugin that cannot start is found before traffic arrives.
     pub async fn warm_up(&self) -> Result<(), Outcome> {
         for plugin in &self.steps {
             let mut step = Step::new(self, plugin);
@@ -108,7 +108,8 @@ impl PluginChain {
 
     /// Runs a batch through the chain; one outcome per input event, in order.
     /// Each plugin's version is pinned for the whole batch and one instance serves
-    /// the batch, so a swap during the batch takes effect on the next one.
+    /// the batch (a warm one when the plugin has one idle), so a swap during the
+    /// batch takes effect on the next one.
     pub async fn process(&self, events: Vec<Event>) -> Vec<ChainOutcome> {
         let mut states: Vec<EventProgress> = events
             .into_iter()
@@ -162,7 +163,8 @@ struct EventProgress {
     processed_by: Vec<PluginRef>,
 }
 
-/// One plugin of the chain during one batch: its pinned version and lazy instance.
+/// One plugin of the chain during one batch: its pinned version and lazy instance,
+/// which goes back to the plugin's pool when the batch is done with it.
 struct Step<'c> {
     chain: &'c PluginChain,
     plugin: &'c Arc<RegisteredPlugin>,
@@ -208,7 +210,13 @@ impl<'c> Step<'c> {
         self.record(started, label);
         match result {
             Ok(Ok(events)) => Ok(events),
-            Ok(Err(error)) => Err(self.refusal(error)),
+            Ok(Err(error)) => {
+                if matches!(error, WitPluginError::Fail(_)) {
+                    // The plugin says it is broken: the next event gets a fresh instance.
+                    self.instance = None;
+                }
+                Err(self.refusal(error))
+            }
             Err(failure) => {
                 // A failed instance may be in any state: the next event gets a fresh one.
                 self.instance = None;
@@ -217,17 +225,33 @@ impl<'c> Step<'c> {
         }
     }
 
-    /// The batch's instance of this plugin, created on first use.
+    /// The batch's instance of this plugin, taken on first use from the plugin's
+    /// warm instances or started afresh, once the pool has a place for it.
     async fn instance(&mut self) -> Result<&mut PluginInstance, StartFailure> {
         if self.instance.is_none() {
-            let instance = PluginInstance::new(
-                &self.chain.engine,
-                &self.compiled,
-                self.plugin.name().clone(),
-                self.plugin.settings().clone(),
-                self.chain.core_data.clone(),
-            )
-            .await?;
+            let engine = &self.chain.engine;
+            let Some(place) = engine.reserve_instance().await else {
+                return Err(StartFailure::Busy(engine.config().instance_wait));
+            };
+            let core_data = self.chain.core_data.clone();
+            let instance = match self.plugin.pool().take(self.compiled.version()) {
+                Some(mut warm) => {
+                    warm.move_to(place);
+                    warm.serve_for(core_data);
+                    warm
+                }
+                None => {
+                    PluginInstance::start(
+                        engine,
+                        &self.compiled,
+                        self.plugin.name().clone(),
+                        self.plugin.settings().clone(),
+                        core_data,
+                        place,
+                    )
+                    .await?
+                }
+            };
             self.instance = Some(instance);
         }
         self.instance
@@ -277,13 +301,25 @@ impl<'c> Step<'c> {
     }
 }
 
+impl Drop for Step<'_> {
+    fn drop(&mut self) {
+        if let Some(instance) = self.instance.take() {
+            let active = self.plugin.active().version();
+            self.plugin
+                .pool()
+                .give_back(&self.chain.engine, instance, active);
+        }
+    }
+}
+
 /// Validates then transforms one event on `instance`.
 async fn validate_and_transform(
     instance: &mut PluginInstance,
     event: Event,
 ) -> Result<Result<Vec<Event>, WitPluginError>, CallFailure> {
-    if let Err(refusal) = instance.validate(event.clone()).await? {
+    let event = WitEvent::from(event);
+    if let Err(refusal) = instance.validate(&event).await? {
         return Ok(Err(refusal));
     }
-    instance.transform(event).await
+    instance.transform(&event).await
 }

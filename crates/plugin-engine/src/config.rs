@@ -6,8 +6,10 @@ use std::time::Duration;
 /// How the shared wasmtime engine is set up; fixed for the life of the process.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
-    /// Plugin instances that may be live at once across all plugins (pool size).
+    /// Plugin instances that may serve calls at once across all plugins.
     pub max_concurrent_instances: u32,
+    /// How instances are kept warm and reused between batches.
+    pub reuse: InstanceReuse,
     /// Upper bound on any plugin's linear memory; per-plugin limits must not exceed it.
     pub max_memory_bytes: usize,
     /// Granularity of time limits: the engine's epoch advances once per tick.
@@ -29,6 +31,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             max_concurrent_instances: 128,
+            reuse: InstanceReuse::default(),
             max_memory_bytes: 256 << 20,
             epoch_tick: Duration::from_millis(5),
             fuel_metering: false,
@@ -36,6 +39,47 @@ impl Default for EngineConfig {
             max_component_bytes: 64 << 20,
             instance_wait: Duration::from_millis(200),
             compile_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// When a plugin instance is kept for the next batch and when it is replaced.
+///
+/// An instance that served a batch without failing goes back to its plugin's idle
+/// list and serves a later batch (of any request) on the same version; it is dropped
+/// after any failure, after `max_calls`, once its memory has grown by more than
+/// `max_memory_growth_bytes` since it started, and when its plugin is swapped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceReuse {
+    /// Idle instances kept per plugin; 0 instantiates afresh for every batch.
+    pub idle_per_plugin: usize,
+    /// Idle instances kept across all plugins (they hold pool places and memory).
+    pub max_idle: u32,
+    /// Calls (`validate` or `transform`) an instance serves before it is replaced.
+    pub max_calls: u64,
+    /// Growth of linear memory since instantiation after which it is replaced.
+    pub max_memory_growth_bytes: usize,
+}
+
+impl InstanceReuse {
+    /// No reuse: every batch gets fresh instances (the behaviour before reuse, kept
+    /// for comparison and for plugins that must never share an instance).
+    pub fn never() -> Self {
+        Self {
+            idle_per_plugin: 0,
+            max_idle: 0,
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for InstanceReuse {
+    fn default() -> Self {
+        Self {
+            idle_per_plugin: 16,
+            max_idle: 64,
+            max_calls: 10_000,
+            max_memory_growth_bytes: 16 << 20,
         }
     }
 }

@@ -29,9 +29,11 @@ struct EngineInner {
     linker: Linker<SandboxState>,
     config: EngineConfig,
     cache: Option<ArtifactCache>,
-    /// One permit per instance the pool holds: a call waits here, not in a failing
+    /// One permit per instance serving a batch: a call waits here, not in a failing
     /// allocation, while the pool is in full use.
     instances: Arc<Semaphore>,
+    /// One permit per idle instance kept warm; the pool has room for both kinds.
+    idle_places: Arc<Semaphore>,
     /// One compilation at a time: compiling takes the CPU and memory of a whole core.
     compiles: Arc<Semaphore>,
     _ticker: EpochTicker,
@@ -105,6 +107,7 @@ impl PluginEngine {
             .map(|dir| ArtifactCache::new(dir.clone(), &engine));
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
         let instances = Arc::new(Semaphore::new(config.max_concurrent_instances as usize));
+        let idle_places = Arc::new(Semaphore::new(config.reuse.max_idle as usize));
         Ok(Self {
             inner: Arc::new(EngineInner {
                 engine,
@@ -112,6 +115,7 @@ impl PluginEngine {
                 config,
                 cache,
                 instances,
+                idle_places,
                 compiles: Arc::new(Semaphore::new(1)),
                 _ticker: ticker,
             }),
@@ -127,7 +131,7 @@ impl PluginEngine {
         &self.inner.engine
     }
 
-    /// A place in the instance pool, waiting for one at most
+    /// A place for one more instance serving a batch, waiting for one at most
     /// [`EngineConfig::instance_wait`]; `None` when the pool stayed in full use.
     pub(crate) async fn reserve_instance(&self) -> Option<OwnedSemaphorePermit> {
         let wait = self.inner.config.instance_wait;
@@ -136,6 +140,11 @@ impl PluginEngine {
             Ok(Ok(permit)) => Some(permit),
             Ok(Err(_)) | Err(_) => None,
         }
+    }
+
+    /// A place for one more idle instance, if the engine keeps that many.
+    pub(crate) fn idle_place(&self) -> Option<OwnedSemaphorePermit> {
+        self.inner.idle_places.clone().try_acquire_owned().ok()
     }
 
     /// Checks that `limits` fit this engine.
@@ -308,8 +317,12 @@ fn setup_error(error: wasmtime::Error) -> EngineError {
     EngineError::Setup(format!("{error:#}"))
 }
 
+/// Bytes of each freed memory, table and stack slot cleared in place for reuse.
+const KEEP_RESIDENT_BYTES: usize = 1 << 20;
+
 fn wasmtime_config(config: &EngineConfig) -> Config {
-    let instances = config.max_concurrent_instances;
+    // Instances serving calls and idle ones each hold a place of their own.
+    let instances = config.max_concurrent_instances + config.reuse.max_idle;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(instances)
         .total_core_instances(instances * 8)
@@ -317,7 +330,12 @@ fn wasmtime_config(config: &EngineConfig) -> Config {
         .total_tables(instances * 8)
         .total_stacks(instances)
         .max_memory_size(config.max_memory_bytes)
-        .table_elements(64 * 1024);
+        .table_elements(64 * 1024)
+        // Zero the first pages of a freed slot in place instead of returning them to
+        // the kernel: returning them costs a TLB shootdown on every core.
+        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        .table_keep_resident(KEEP_RESIDENT_BYTES)
+        .async_stack_keep_resident(KEEP_RESIDENT_BYTES);
     let mut wasmtime = Config::new();
     wasmtime
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))

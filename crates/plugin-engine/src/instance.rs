@@ -7,13 +7,14 @@ use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
 use crate::bindings::{Plugin, WitEvent, WitPluginError};
-use crate::config::PluginLimits;
+use crate::config::{InstanceReuse, PluginLimits};
 use crate::core_data::CoreDataLookup;
 use crate::engine::{CompiledPlugin, PluginEngine};
 use crate::error::CallFailure;
 use crate::event::Event;
 use crate::registry::PluginSettings;
 use crate::sandbox::SandboxState;
+use crate::version::PluginVersion;
 
 /// Marks a call interrupted by its deadline.
 #[derive(Debug, thiserror::Error)]
@@ -33,28 +34,36 @@ pub(crate) enum StartFailure {
 /// allows (its error type is private, so the message is what identifies it).
 const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
 
-/// A plugin instance with its own store; used for one batch, dropped after a failure.
+/// A plugin instance with its own store. It serves one batch at a time and, between
+/// batches, may wait in its plugin's [`crate::instance_pool::InstancePool`]; after a
+/// failure it is dropped.
 pub(crate) struct PluginInstance {
     store: Store<SandboxState>,
     plugin: Plugin,
-    /// Its place in the instance pool, given back when the instance is dropped.
-    _pool_place: OwnedSemaphorePermit,
+    version: PluginVersion,
+    /// Guest calls served so far.
+    calls: u64,
+    /// A guest call started and has not settled: if its future was dropped, the
+    /// instance stopped at an unknown point and must never serve again.
+    in_call: bool,
+    /// Linear memory grown during instantiation (the baseline for recycling).
+    memory_at_start: usize,
+    /// Its place in the instance pool (serving or idle), given back when dropped.
+    place: OwnedSemaphorePermit,
 }
 
 impl PluginInstance {
-    /// Instantiates `compiled` in a fresh sandbox once the pool has room (waiting for
-    /// it at most the engine's `instance_wait`); instantiation runs under the call limits.
-    pub(crate) async fn new(
+    /// Instantiates `compiled` in a fresh sandbox, in the pool place `place`;
+    /// instantiation runs under the call limits.
+    pub(crate) async fn start(
         engine: &PluginEngine,
         compiled: &CompiledPlugin,
         name: Arc<str>,
         settings: Arc<PluginSettings>,
         core_data: Arc<dyn CoreDataLookup>,
+        place: OwnedSemaphorePermit,
     ) -> Result<Self, StartFailure> {
         let busy = StartFailure::Busy(engine.config().instance_wait);
-        let Some(pool_place) = engine.reserve_instance().await else {
-            return Err(busy);
-        };
         let state = SandboxState::new(
             name,
             compiled.version(),
@@ -88,44 +97,86 @@ impl PluginInstance {
                 other => other,
             })
         })?;
+        let memory_at_start = store.data().limiter.grown();
         Ok(Self {
             store,
             plugin,
-            _pool_place: pool_place,
+            version: compiled.version(),
+            calls: 0,
+            in_call: false,
+            memory_at_start,
+            place,
         })
+    }
+
+    /// The plugin version this instance runs.
+    pub(crate) fn version(&self) -> PluginVersion {
+        self.version
+    }
+
+    /// Makes this instance answer core-data lookups from `core_data` (the chain it
+    /// serves next).
+    pub(crate) fn serve_for(&mut self, core_data: Arc<dyn CoreDataLookup>) {
+        self.store.data_mut().set_core_data(core_data);
+    }
+
+    /// Moves the instance to another pool place (serving or idle).
+    pub(crate) fn move_to(&mut self, place: OwnedSemaphorePermit) {
+        self.place = place;
+    }
+
+    /// Whether the instance may serve another batch: no call was cut short, and it
+    /// is under its call count, memory growth and stderr limits.
+    pub(crate) fn may_serve_again(&self, reuse: &InstanceReuse) -> bool {
+        let state = self.store.data();
+        let grown = state.limiter.grown().saturating_sub(self.memory_at_start);
+        !self.in_call
+            && self.calls < reuse.max_calls
+            && grown <= reuse.max_memory_growth_bytes
+            && !state.stderr_nearly_full()
     }
 
     /// Calls the plugin's `validate`.
     pub(crate) async fn validate(
         &mut self,
-        event: Event,
+        event: &WitEvent,
     ) -> Result<Result<(), WitPluginError>, CallFailure> {
-        let event = WitEvent::from(event);
+        self.begin()?;
         let handler = self.plugin.adtrack_plugin_handler();
-        begin_call(&mut self.store)?;
         let wall_limit = self.store.data().wall_limit();
         let outcome =
-            tokio::time::timeout(wall_limit, handler.call_validate(&mut self.store, &event)).await;
+            tokio::time::timeout(wall_limit, handler.call_validate(&mut self.store, event)).await;
+        self.in_call = false;
         settle(&self.store, outcome)
     }
 
     /// Calls the plugin's `transform` and enforces the output limits.
     pub(crate) async fn transform(
         &mut self,
-        event: Event,
+        event: &WitEvent,
     ) -> Result<Result<Vec<Event>, WitPluginError>, CallFailure> {
-        let event = WitEvent::from(event);
+        self.begin()?;
         let handler = self.plugin.adtrack_plugin_handler();
-        begin_call(&mut self.store)?;
         let wall_limit = self.store.data().wall_limit();
         let outcome =
-            tokio::time::timeout(wall_limit, handler.call_transform(&mut self.store, &event)).await;
+            tokio::time::timeout(wall_limit, handler.call_transform(&mut self.store, event)).await;
+        self.in_call = false;
         let output = settle(&self.store, outcome)?;
         let limits = &self.store.data().limits;
         Ok(match output {
             Ok(events) => Ok(check_output(events, limits)?),
             Err(error) => Err(error),
         })
+    }
+}
+
+impl PluginInstance {
+    /// Arms the limits for a guest call and marks the instance as in a call.
+    fn begin(&mut self) -> Result<(), CallFailure> {
+        begin_call(&mut self.store)?;
+        self.calls += 1;
+        self.in_call = true;
+        Ok(())
     }
 }
 

@@ -18,6 +18,7 @@ mod engine;
 mod error;
 mod event;
 mod instance;
+mod instance_pool;
 mod pipeline;
 mod registry;
 mod sandbox;
@@ -25,7 +26,7 @@ mod version;
 
 pub use capabilities::Grant;
 pub use chain::{ChainOutcome, Outcome, PluginChain, PluginRef};
-pub use config::{EngineConfig, PluginLimits};
+pub use config::{EngineConfig, InstanceReuse, PluginLimits};
 pub use core_data::{CoreDataLookup, CoreRecord, LookupError, NoCoreData, StaticCoreData};
 pub use engine::{CompiledPlugin, LoadOrigin, PluginEngine, PluginReport};
 pub use error::{CallFailure, EngineError};

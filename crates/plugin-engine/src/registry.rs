@@ -9,6 +9,7 @@ use crate::capabilities::Grant;
 use crate::config::PluginLimits;
 use crate::engine::{CompiledPlugin, PluginEngine};
 use crate::error::EngineError;
+use crate::instance_pool::InstancePool;
 use crate::version::PluginVersion;
 
 /// Earlier versions kept per plugin for rollback.
@@ -33,6 +34,8 @@ pub struct RegisteredPlugin {
     active: ArcSwap<CompiledPlugin>,
     /// Earlier versions, newest last. Its lock also serialises swaps and rollbacks.
     history: Mutex<Vec<Arc<CompiledPlugin>>>,
+    /// Warm instances of the active version.
+    pool: InstancePool,
 }
 
 impl RegisteredPlugin {
@@ -49,6 +52,11 @@ impl RegisteredPlugin {
     /// The version new calls get; calls already running keep the one they started with.
     pub fn active(&self) -> Arc<CompiledPlugin> {
         self.active.load_full()
+    }
+
+    /// Warm instances of the active version, reused between batches.
+    pub(crate) fn pool(&self) -> &InstancePool {
+        &self.pool
     }
 
     fn history(&self) -> std::sync::MutexGuard<'_, Vec<Arc<CompiledPlugin>>> {
@@ -130,6 +138,7 @@ impl PluginRegistry {
             settings: Arc::new(settings),
             active: ArcSwap::from_pointee(compiled),
             history: Mutex::new(Vec::new()),
+            pool: InstancePool::default(),
         });
         plugins.insert(name.to_owned(), plugin.clone());
         tracing::info!(plugin = name, version = %plugin.active().version().short(), "plugin registered");
@@ -153,6 +162,7 @@ impl PluginRegistry {
         let candidate = self.engine.compile(name, bytes, &plugin.settings.grants)?;
         let mut history = plugin.history();
         let previous = plugin.active.swap(Arc::new(candidate));
+        plugin.pool.clear();
         let report = SwapReport {
             name: name.to_owned(),
             previous: previous.version(),
@@ -179,6 +189,7 @@ impl PluginRegistry {
             active: restored.version(),
         };
         plugin.active.store(restored);
+        plugin.pool.clear();
         tracing::info!(plugin = name, previous = %report.previous.short(), active = %report.active.short(), "plugin rolled back");
         Ok(report)
     }

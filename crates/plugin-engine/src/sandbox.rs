@@ -22,8 +22,8 @@ const STDERR_CAPTURE_BYTES: usize = 4096;
 const STDERR_REPORT_BYTES: usize = 512;
 /// Longest log message forwarded from a plugin.
 const MAX_LOG_MESSAGE_BYTES: usize = 2048;
-/// Log lines a plugin may emit per instance before further lines are dropped.
-const LOG_LINES_PER_INSTANCE: u32 = 256;
+/// Log lines a plugin may emit per call before further lines are dropped.
+const LOG_LINES_PER_CALL: u32 = 256;
 
 /// Everything a plugin instance's store holds.
 pub(crate) struct SandboxState {
@@ -65,13 +65,26 @@ impl SandboxState {
             version,
             settings,
             core_data,
-            log_lines_left: LOG_LINES_PER_INSTANCE,
+            log_lines_left: LOG_LINES_PER_CALL,
         }
     }
 
-    /// Marks the start of a guest call: its deadline counts from now.
+    /// Marks the start of a guest call: its deadline counts from now and its log
+    /// lines are counted afresh.
     pub(crate) fn start_call(&mut self) {
         self.call_started = Instant::now();
+        self.log_lines_left = LOG_LINES_PER_CALL;
+    }
+
+    /// Answers the guest's core-data lookups from `core_data` from now on.
+    pub(crate) fn set_core_data(&mut self, core_data: Arc<dyn CoreDataLookup>) {
+        self.core_data = core_data;
+    }
+
+    /// Whether the stderr capture is over half full: an instance reused further might
+    /// lose the message that explains its next trap.
+    pub(crate) fn stderr_nearly_full(&self) -> bool {
+        self.stderr.contents().len() > STDERR_CAPTURE_BYTES / 2
     }
 
     /// Whether the current call has used up its time.
@@ -149,6 +162,8 @@ impl WasiView for SandboxState {
 pub(crate) struct MemoryLimiter {
     limit: usize,
     pub(crate) exceeded: bool,
+    /// Bytes of linear memory grown so far, across the instance's memories.
+    grown: usize,
 }
 
 impl MemoryLimiter {
@@ -156,11 +171,17 @@ impl MemoryLimiter {
         Self {
             limit,
             exceeded: false,
+            grown: 0,
         }
     }
 
     pub(crate) fn limit(&self) -> usize {
         self.limit
+    }
+
+    /// Bytes of linear memory the instance has grown to, over all its memories.
+    pub(crate) fn grown(&self) -> usize {
+        self.grown
     }
 }
 
@@ -170,7 +191,7 @@ const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -178,6 +199,7 @@ impl ResourceLimiter for MemoryLimiter {
             self.exceeded = true;
             return Ok(false);
         }
+        self.grown += desired.saturating_sub(current);
         Ok(true)
     }
 
@@ -254,6 +276,7 @@ mod tests {
         let mut limiter = MemoryLimiter::new(1 << 20);
         assert!(limiter.memory_growing(0, 1 << 20, None).unwrap());
         assert!(!limiter.exceeded);
+        assert_eq!(limiter.grown(), 1 << 20);
         assert!(!limiter.memory_growing(1 << 20, 2 << 20, None).unwrap());
         assert!(limiter.exceeded);
     }

@@ -33,7 +33,8 @@ pub struct ProducerSettings {
     pub max_record_bytes: usize,
     /// Batches being put (or retried) at once.
     pub max_in_flight_batches: usize,
-    /// How long a batch waits for more records before it is sent.
+    /// How long a batch waits for more records before it is sent (zero: it takes
+    /// the records waiting when a delivery slot frees up, and goes).
     pub linger: Duration,
     /// Attempts per record and the waits between them, for retryable failures.
     pub retry: RetryPolicy,
@@ -50,7 +51,7 @@ impl Default for ProducerSettings {
             max_batch_bytes: 5 << 20,
             max_record_bytes: 1 << 20,
             max_in_flight_batches: 4,
-            linger: Duration::from_millis(5),
+            linger: Duration::ZERO,
             retry: RetryPolicy::default(),
             spill: None,
         }
@@ -250,6 +251,11 @@ impl StreamProducer {
 
 /// Collects batches from `receiver` and delivers up to `max_in_flight_batches` of
 /// them at once, until the channel closes and every batch is delivered.
+///
+/// A batch starts as soon as a delivery slot is free and takes every record waiting
+/// then (group commit): under load, records gather while the slots are busy, so a
+/// batch grows with the load instead of waiting for a timer; `linger` adds a wait
+/// for sinks that charge per call.
 async fn deliver_batches(
     sink: Arc<dyn StreamSink>,
     mut receiver: mpsc::Receiver<Pending>,
@@ -261,6 +267,11 @@ async fn deliver_batches(
     let mut deliveries = JoinSet::new();
     let mut carried: Option<Pending> = None;
     loop {
+        let permit = in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         let first = match carried.take() {
             Some(pending) => pending,
             None => match receiver.recv().await {
@@ -268,27 +279,8 @@ async fn deliver_batches(
                 None => break,
             },
         };
-        let mut bytes = first.entry.size();
-        let mut batch = vec![first];
-        let deadline = Instant::now() + settings.linger;
-        while batch.len() < settings.max_batch_records {
-            match tokio::time::timeout_at(deadline, receiver.recv()).await {
-                Ok(Some(pending)) if bytes + pending.entry.size() > settings.max_batch_bytes => {
-                    carried = Some(pending);
-                    break;
-                }
-                Ok(Some(pending)) => {
-                    bytes += pending.entry.size();
-                    batch.push(pending);
-                }
-                Ok(None) | Err(_) => break,
-            }
-        }
-        let permit = in_flight
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
+        let (batch, left_over) = gather(first, &mut receiver, &settings).await;
+        carried = left_over;
         let (sink, settings, buffered) = (sink.clone(), settings.clone(), buffered.clone());
         deliveries.spawn(async move {
             let delivered = batch.len();
@@ -300,6 +292,36 @@ async fn deliver_batches(
         while deliveries.try_join_next().is_some() {}
     }
     while deliveries.join_next().await.is_some() {}
+}
+
+/// A batch starting with `first`: the records already waiting, then those arriving
+/// within `linger`, up to the record and byte limits; the record that would pass
+/// the byte limit is handed back for the next batch.
+async fn gather(
+    first: Pending,
+    receiver: &mut mpsc::Receiver<Pending>,
+    settings: &ProducerSettings,
+) -> (Vec<Pending>, Option<Pending>) {
+    let mut bytes = first.entry.size();
+    let mut batch = vec![first];
+    let deadline = Instant::now() + settings.linger;
+    while batch.len() < settings.max_batch_records {
+        let next = match receiver.try_recv() {
+            Ok(pending) => Some(pending),
+            Err(_) if settings.linger.is_zero() => None,
+            Err(_) => tokio::time::timeout_at(deadline, receiver.recv())
+                .await
+                .ok()
+                .flatten(),
+        };
+        let Some(pending) = next else { break };
+        if bytes + pending.entry.size() > settings.max_batch_bytes {
+            return (batch, Some(pending));
+        }
+        bytes += pending.entry.size();
+        batch.push(pending);
+    }
+    (batch, None)
 }
 
 /// Puts one batch, retrying only the records the sink refused retryably, then

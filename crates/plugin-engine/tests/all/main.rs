@@ -10,5 +10,6 @@ mod conformance;
 mod contract_versions;
 mod hostile_plugins;
 mod hot_swap;
+mod instance_reuse;
 mod plugin_outcomes;
 mod thread_allocations;

@@ -1,0 +1,59 @@
+//! Test plugin: keeps state between calls, which the contract allows an instance to
+//! have but never promises to keep. `transform` stamps each event with `instanceCalls`,
+//! the number of `transform` calls this instance has served (1 for a fresh instance),
+//! then, as the event's attributes ask: leaks `leakBytes` bytes of linear memory, looks
+//! up `lookup` in core data (a lookup that never answers holds the call), or traps on
+//! `trap`. Tests watch instances being reused and replaced through it.
+//!
+//! Config keys: none.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+wit_bindgen::generate!({
+    path: "../../../../wit",
+    world: "plugin",
+});
+
+use adtrack::plugin::core_data;
+use exports::adtrack::plugin::handler::{Event, Guest, PluginError};
+
+/// `transform` calls served by this instance.
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+struct Stateful;
+
+impl Guest for Stateful {
+    fn validate(_event: Event) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    fn transform(mut event: Event) -> Result<Vec<Event>, PluginError> {
+        let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+        let attribute = |wanted: &str| {
+            event
+                .attributes
+                .iter()
+                .find(|(name, _)| name == wanted)
+                .map(|(_, value)| value.clone())
+        };
+        if let Some(bytes) = attribute("leakBytes").and_then(|value| value.parse().ok()) {
+            Vec::leak(vec![1u8; bytes]);
+        }
+        if let Some(key) = attribute("lookup") {
+            core_data::lookup(&key).map_err(PluginError::Retry)?;
+        }
+        if attribute("trap").is_some() {
+            // The `unreachable` instruction exists only on wasm; elsewhere panic.
+            #[cfg(target_arch = "wasm32")]
+            core::arch::wasm32::unreachable();
+            #[cfg(not(target_arch = "wasm32"))]
+            unreachable!("asked to trap");
+        }
+        event
+            .attributes
+            .push(("instanceCalls".to_owned(), calls.to_string()));
+        Ok(vec![event])
+    }
+}
+
+export!(Stateful);

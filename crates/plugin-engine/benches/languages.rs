@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use plugin_engine::{
-    EngineConfig, Event, Outcome, PluginChain, PluginEngine, PluginRegistry, PluginSettings,
-    StaticCoreData,
+    EngineConfig, Event, InstanceReuse, Outcome, PluginChain, PluginEngine, PluginRegistry,
+    PluginSettings, StaticCoreData,
 };
 
 const LANGUAGES: [&str; 5] = ["rust", "js", "python", "c", "zig"];
@@ -38,10 +38,12 @@ fn tracking_event(index: usize) -> Event {
     }
 }
 
-/// One-plugin chains running each language's `tracking` plugin over the sample program.
-fn chains() -> Vec<(&'static str, PluginChain)> {
+/// One-plugin chains running each language's `tracking` plugin over the sample program,
+/// keeping instances warm as configured by `reuse`.
+fn chains(reuse: InstanceReuse) -> Vec<(&'static str, PluginChain)> {
     let engine = PluginEngine::new(EngineConfig {
         artifact_cache_dir: Some(repo_root().join("target/plugin-artifacts")),
+        reuse,
         ..EngineConfig::default()
     })
     .expect("engine");
@@ -74,17 +76,18 @@ fn chains() -> Vec<(&'static str, PluginChain)> {
 
 fn per_language(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let chains = chains();
-
+    let fresh = chains(InstanceReuse::never());
     let mut group = c.benchmark_group("tracking: pooled instantiation");
-    for (language, chain) in &chains {
+    for (language, chain) in &fresh {
         group.bench_function(*language, |b| {
             b.to_async(&runtime)
                 .iter(|| async { chain.warm_up().await.expect("instantiates") })
         });
     }
     group.finish();
+    drop(fresh);
 
+    let chains = chains(InstanceReuse::default());
     let mut group = c.benchmark_group("tracking: validate + transform per event");
     for batch in [1usize, 100] {
         let events: Vec<Event> = (0..batch).map(tracking_event).collect();

@@ -1,5 +1,6 @@
 //! Per-event cost of validate + transform through the engine against the same logic
-//! in native Rust, at batch sizes 1 and 100, and the cost of a pooled instantiation.
+//! in native Rust, at batch sizes 1 and 100, with warm instances and with a fresh
+//! instance per batch, and the cost of a pooled instantiation.
 //!
 //! Run with `cargo bench -p plugin-engine --bench plugin_calls` after `cargo xtask plugins`.
 
@@ -8,8 +9,8 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use plugin_engine::{
-    EngineConfig, Event, NoCoreData, Outcome, PluginChain, PluginEngine, PluginRegistry,
-    PluginSettings,
+    EngineConfig, Event, InstanceReuse, NoCoreData, Outcome, PluginChain, PluginEngine,
+    PluginRegistry, PluginSettings,
 };
 
 const BOT_PATTERNS: [&str; 5] = ["bot", "crawler", "spider", "slurp", "headlesschrome"];
@@ -89,6 +90,12 @@ fn per_event_cost(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let engine = PluginEngine::new(EngineConfig::default()).expect("engine");
     let chain = wasm_chain(&engine, &["filter", "validate-tracking"]);
+    let fresh_engine = PluginEngine::new(EngineConfig {
+        reuse: InstanceReuse::never(),
+        ..EngineConfig::default()
+    })
+    .expect("engine");
+    let fresh_chain = wasm_chain(&fresh_engine, &["filter", "validate-tracking"]);
     let mut group = c.benchmark_group("filter+validate per event");
     for batch in [1usize, 100] {
         let events: Vec<Event> = (0..batch).map(tracking_event).collect();
@@ -96,20 +103,26 @@ fn per_event_cost(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("native", batch), &events, |b, events| {
             b.iter(|| events.iter().cloned().map(native_chain).collect::<Vec<_>>())
         });
-        group.bench_with_input(BenchmarkId::new("wasm", batch), &events, |b, events| {
-            b.to_async(&runtime).iter(|| async {
-                let outcomes = chain.process(events.clone()).await;
-                assert!(matches!(outcomes[0].outcome, Outcome::Accepted(_)));
-                outcomes
-            })
-        });
+        for (label, chain) in [("wasm", &chain), ("wasm fresh instances", &fresh_chain)] {
+            group.bench_with_input(BenchmarkId::new(label, batch), &events, |b, events| {
+                b.to_async(&runtime).iter(|| async {
+                    let outcomes = chain.process(events.clone()).await;
+                    assert!(matches!(outcomes[0].outcome, Outcome::Accepted(_)));
+                    outcomes
+                })
+            });
+        }
     }
     group.finish();
 }
 
 fn instantiation_cost(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let engine = PluginEngine::new(EngineConfig::default()).expect("engine");
+    let engine = PluginEngine::new(EngineConfig {
+        reuse: InstanceReuse::never(),
+        ..EngineConfig::default()
+    })
+    .expect("engine");
     let chain = wasm_chain(&engine, &["validate-tracking"]);
     c.bench_function("pooled instantiation", |b| {
         b.to_async(&runtime)

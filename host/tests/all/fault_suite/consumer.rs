@@ -103,17 +103,32 @@ impl Running {
     }
 }
 
-/// Polls until a poll finds nothing left to handle (every record read and handled),
-/// or [`CATCH_UP_LIMIT`] passes with records still failing; the reconciliation then
-/// says what is missing.
+/// Polls until a poll finds nothing left to handle (every record read and handled);
+/// fails the scenario, with what the last poll saw, when [`CATCH_UP_LIMIT`] passes
+/// first (records still failing, or polls failing).
 pub async fn catch_up(poller: &mut KinesisPoller) {
     let started = Instant::now();
+    let mut last = String::from("no poll finished");
     while started.elapsed() < CATCH_UP_LIMIT {
-        if let Ok(report) = poller.poll_once().await
-            && report.records == 0
-        {
-            return;
+        match poller.poll_once().await {
+            Ok(report) if report.records == 0 => return,
+            Ok(report) => {
+                let reasons: Vec<&str> = report
+                    .failures
+                    .iter()
+                    .map(|failure| failure.reason.as_str())
+                    .take(3)
+                    .collect();
+                last = format!(
+                    "{} records read, {} stored, {} failed: {reasons:?}",
+                    report.records,
+                    report.stored_events,
+                    report.failures.len()
+                );
+            }
+            Err(error) => last = format!("the poll failed: {error}"),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    panic!("the consumer did not catch up within {CATCH_UP_LIMIT:?}; last poll: {last}");
 }

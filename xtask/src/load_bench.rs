@@ -1,5 +1,6 @@
 //! `cargo xtask load-bench`: wrk over loopback against `GET /event/{id}` on the host
-//! (embedded defaults; with and without plugins) and against a bare axum handler, same run.
+//! (embedded defaults; with and without plugins, both ACK modes) and against a bare axum
+//! handler, same run: requests/s, p50 and p99 latency, and the server's CPU per request.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -20,19 +21,40 @@ pub struct LoadBenchArgs {
 }
 
 /// The host setups measured, each against the same bare axum baseline: the default
-/// pipeline with either durability, and the stages without plugins, which isolates what the
-/// plugin chain costs.
-const HOST_SETUPS: [(&str, &[(&str, &str)]); 3] = [
+/// pipeline and the stages without plugins, with either durability, which isolates
+/// what the plugin chain costs; and the default pipeline with a fresh instance per
+/// request, which shows what warm instances save.
+const HOST_SETUPS: [(&str, &[(&str, &str)]); 5] = [
     ("adtrack-host, default pipeline, `ACK=stream`", &[]),
     (
         "adtrack-host, default pipeline, `ACK=buffer`",
         &[("ACK", "buffer")],
     ),
     (
+        "adtrack-host, default pipeline, `ACK=buffer`, fresh instances",
+        &[("ACK", "buffer"), ("PLUGIN_WARM_INSTANCES", "0")],
+    ),
+    (
         "adtrack-host, no plugins, `ACK=stream`",
-        &[("PIPELINE_FILE", "target/load-bench/no-plugins.toml")],
+        &[("PIPELINE_FILE", NO_PLUGINS)],
+    ),
+    (
+        "adtrack-host, no plugins, `ACK=buffer`",
+        &[("PIPELINE_FILE", NO_PLUGINS), ("ACK", "buffer")],
     ),
 ];
+
+/// A pipeline file without plugins on either side.
+const NO_PLUGINS: &str = "target/load-bench/no-plugins.toml";
+
+/// One measured target.
+struct Measurement {
+    requests_per_second: f64,
+    p50: String,
+    p99: String,
+    /// Server CPU time (user + system) per request, in microseconds.
+    cpu_per_request_us: f64,
+}
 
 /// Builds release binaries, loads the bare handler and each host setup in turn, and prints
 /// a Markdown table with each one's throughput relative to the bare handler.
@@ -57,7 +79,7 @@ pub fn run(root: &Path, args: &LoadBenchArgs) -> Result<()> {
     let work_dir = root.join("target/load-bench");
     std::fs::create_dir_all(&work_dir)?;
     std::fs::write(
-        work_dir.join("no-plugins.toml"),
+        root.join(NO_PLUGINS),
         "[pipeline]\nhost = []\nconsumer = []\n",
     )?;
 
@@ -69,15 +91,14 @@ pub fn run(root: &Path, args: &LoadBenchArgs) -> Result<()> {
             .context("cannot start the bare axum example")?,
     );
     wait_for(&format!("http://127.0.0.1:{bare_port}/event/1"))?;
-    let (bare_rate, bare_latency) =
-        wrk(&format!("http://127.0.0.1:{bare_port}/event/212313"), args)?;
+    let baseline = measure(
+        &bare,
+        &format!("http://127.0.0.1:{bare_port}/event/212313"),
+        args,
+    )?;
     drop(bare);
 
-    let mut rows = vec![(
-        "bare axum handler".to_owned(),
-        bare_rate,
-        bare_latency.clone(),
-    )];
+    let mut rows = Vec::new();
     for (label, env) in HOST_SETUPS {
         let data_dir = work_dir.join("data");
         let _ = std::fs::remove_dir_all(&data_dir);
@@ -96,21 +117,29 @@ pub fn run(root: &Path, args: &LoadBenchArgs) -> Result<()> {
         );
         wait_for(&format!("http://127.0.0.1:{port}/health/check"))?;
         curl(&format!("http://127.0.0.1:{port}/cache/fill"))?;
-        let (rate, latency) = wrk(&format!("http://127.0.0.1:{port}/event/212313"), args)?;
+        let measured = measure(&host, &format!("http://127.0.0.1:{port}/event/212313"), args)?;
         drop(host);
-        rows.push((label.to_owned(), rate, latency));
+        rows.push((label, measured));
     }
 
     println!(
         "{} connections, {} s each, wrk -t 2 on the same machine:\n",
         args.connections, args.seconds
     );
-    println!("| target | requests/s | mean latency | throughput vs bare |");
-    println!("|---|---:|---:|---:|");
-    for (label, rate, latency) in rows {
+    println!(
+        "| target | requests/s | p50 latency | p99 latency | server CPU per request | throughput vs bare |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let bare_row = ("bare axum handler", baseline);
+    let rate = bare_row.1.requests_per_second;
+    for (label, row) in std::iter::once(&bare_row).chain(&rows) {
         println!(
-            "| {label} | {rate:.0} | {latency} | {:.3} |",
-            rate / bare_rate
+            "| {label} | {:.0} | {} | {} | {:.0} µs | {:.3} |",
+            row.requests_per_second,
+            row.p50,
+            row.p99,
+            row.cpu_per_request_us,
+            row.requests_per_second / rate
         );
     }
     Ok(())
@@ -126,9 +155,10 @@ impl Drop for Server {
     }
 }
 
-/// Requests per second and the mean latency as wrk prints it.
-fn wrk(url: &str, args: &LoadBenchArgs) -> Result<(f64, String)> {
+/// Loads `url` with wrk while reading the CPU time `server` uses.
+fn measure(server: &Server, url: &str, args: &LoadBenchArgs) -> Result<Measurement> {
     eprintln!("xtask: wrk {url}");
+    let cpu_before = cpu_seconds(server.0.id())?;
     let output = Command::new("wrk")
         .args([
             "-t",
@@ -137,26 +167,60 @@ fn wrk(url: &str, args: &LoadBenchArgs) -> Result<(f64, String)> {
             &args.connections.to_string(),
             "-d",
             &format!("{}s", args.seconds),
+            "--latency",
             url,
         ])
         .output()
         .context("cannot run wrk")?;
+    let cpu = cpu_seconds(server.0.id())? - cpu_before;
     let text = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() || text.contains("Non-2xx") {
         bail!("wrk against {url} failed or saw errors:\n{text}");
     }
-    let requests = text
+    let requests_per_second: f64 = text
         .lines()
         .find_map(|line| line.strip_prefix("Requests/sec:"))
         .and_then(|value| value.trim().parse().ok())
         .with_context(|| format!("no Requests/sec in wrk output:\n{text}"))?;
-    let latency = text
+    let requests: f64 = text
         .lines()
-        .find(|line| line.trim_start().starts_with("Latency"))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .unwrap_or("?")
-        .to_owned();
-    Ok((requests, latency))
+        .find(|line| line.contains(" requests in "))
+        .and_then(|line| line.split_whitespace().next())
+        .and_then(|value| value.parse().ok())
+        .with_context(|| format!("no request count in wrk output:\n{text}"))?;
+    let percentile = |label: &str| {
+        text.lines()
+            .map(str::split_whitespace)
+            .find_map(|mut words| {
+                (words.next() == Some(label)).then(|| words.next().unwrap_or("?").to_owned())
+            })
+            .unwrap_or_else(|| "?".to_owned())
+    };
+    Ok(Measurement {
+        requests_per_second,
+        p50: percentile("50%"),
+        p99: percentile("99%"),
+        cpu_per_request_us: cpu * 1e6 / requests.max(1.0),
+    })
+}
+
+/// User plus system CPU seconds process `pid` has used, from `/proc/{pid}/stat`.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("cannot read the CPU time of process {pid}"))?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and
+    // 13th of them, in clock ticks (100 per second on Linux).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |index: usize| -> Result<f64> {
+        fields
+            .get(index)
+            .and_then(|value| value.parse::<f64>().ok())
+            .with_context(|| format!("unexpected /proc/{pid}/stat: {stat}"))
+    };
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 fn ensure_wrk() -> Result<()> {

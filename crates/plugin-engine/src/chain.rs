@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use metrics::{Label, SharedString};
+
 use crate::bindings::{WitEvent, WitPluginError};
 use crate::core_data::CoreDataLookup;
 use crate::engine::{CompiledPlugin, PluginEngine};
@@ -170,6 +172,8 @@ struct Step<'c> {
     plugin: &'c Arc<RegisteredPlugin>,
     compiled: Arc<CompiledPlugin>,
     plugin_ref: PluginRef,
+    /// The `plugin` and `version` metric labels, built once per batch.
+    labels: [Label; 2],
     instance: Option<PluginInstance>,
 }
 
@@ -180,11 +184,19 @@ impl<'c> Step<'c> {
             name: plugin.name().clone(),
             version: compiled.version(),
         };
+        let labels = [
+            Label::new("plugin", SharedString::from(plugin_ref.name.clone())),
+            Label::new(
+                "version",
+                SharedString::from(Arc::<str>::from(plugin_ref.version.short())),
+            ),
+        ];
         Self {
             chain,
             plugin,
             compiled,
             plugin_ref,
+            labels,
             instance: None,
         }
     }
@@ -289,15 +301,19 @@ impl<'c> Step<'c> {
         }
     }
 
-    fn record(&self, started: Instant, outcome: &str) {
-        let labels = [
-            ("plugin", self.plugin_ref.name.to_string()),
-            ("version", self.plugin_ref.version.short()),
-            ("outcome", outcome.to_owned()),
+    fn record(&self, started: Instant, outcome: &'static str) {
+        let [plugin, version] = &self.labels;
+        let calls = vec![
+            plugin.clone(),
+            version.clone(),
+            Label::new("outcome", outcome),
         ];
-        metrics::counter!("plugin_calls_total", &labels).increment(1);
-        metrics::histogram!("plugin_call_duration_seconds", &labels[..2])
-            .record(started.elapsed().as_secs_f64());
+        metrics::counter!("plugin_calls_total", calls).increment(1);
+        metrics::histogram!(
+            "plugin_call_duration_seconds",
+            vec![plugin.clone(), version.clone()]
+        )
+        .record(started.elapsed().as_secs_f64());
     }
 }
 

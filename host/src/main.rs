@@ -6,6 +6,7 @@ mod config;
 mod deployment;
 mod http;
 mod plugin_cli;
+mod plugin_new;
 mod plugin_test;
 mod recorders;
 mod release_cli;

@@ -1,5 +1,5 @@
-//! Commands for plugin authors: `plugin check`, `plugin run`, `plugin test` and
-//! `pipeline run`.
+//! Commands for plugin authors: `plugin new`, `plugin check`, `plugin run`, `plugin test`,
+//! `plugin replay` and `pipeline run`.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -13,6 +13,7 @@ use plugin_engine::{
     PluginEngine, PluginLimits, PluginRegistry, PluginSettings, Side, contract_version,
 };
 
+use crate::plugin_new::{self, TemplateLanguage};
 use crate::plugin_test;
 use crate::release_cli::{self, ReleaseCommand};
 use crate::trace::{self, PluginLogs};
@@ -21,6 +22,18 @@ use crate::views::{EventInput, LineResult, OutcomeView};
 /// Work on a single plugin component.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
+    /// Create a plugin project NAME from a template: source, build script (with the WIT
+    /// bindings step), a copy of the contract, a README and golden cases.
+    New {
+        /// The plugin name (lowercase letters, digits, inner hyphens).
+        name: String,
+        /// The language of the project.
+        #[arg(long = "lang", value_enum)]
+        language: TemplateLanguage,
+        /// Where to create it (missing or empty; default `./NAME`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Compile a component and report its world, imports, size, compile time and version.
     Check {
         /// The component (`.wasm`).
@@ -114,6 +127,11 @@ pub struct RunOptions {
 /// Runs a `plugin` subcommand.
 pub async fn plugin(command: PluginCommand) -> Result<()> {
     match command {
+        PluginCommand::New {
+            name,
+            language,
+            dir,
+        } => new_project(&name, language, dir.as_deref()),
         PluginCommand::Check { file, grants } => check(&file, grants),
         PluginCommand::Release(command) => release_cli::run(command).await,
         PluginCommand::Test {
@@ -230,6 +248,20 @@ async fn test(file: &Path, cases: &Path, core_data: Option<&Path>, update: bool)
     } else {
         anyhow::bail!("{} of the cases failed", summary.failed.len())
     }
+}
+
+/// `plugin new`: writes the project and says what to do next.
+fn new_project(name: &str, language: TemplateLanguage, dir: Option<&Path>) -> Result<()> {
+    let (dir, files) = plugin_new::create(name, language, dir)?;
+    println!(
+        "created the {} plugin {name} in {}: {}",
+        language.name(),
+        dir.display(),
+        files.join(", ")
+    );
+    println!("next: cd {} && sh build.sh", dir.display());
+    println!("      adtrack-host plugin test {name}.wasm --cases cases.jsonl");
+    Ok(())
 }
 
 fn check(file: &Path, grants: Vec<Grant>) -> Result<()> {

@@ -10,6 +10,7 @@ mod plugin_new;
 mod plugin_test;
 mod recorders;
 mod release_cli;
+mod replay;
 mod samples;
 mod service;
 mod stream;

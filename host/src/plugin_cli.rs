@@ -16,6 +16,7 @@ use plugin_engine::{
 use crate::plugin_new::{self, TemplateLanguage};
 use crate::plugin_test;
 use crate::release_cli::{self, ReleaseCommand};
+use crate::replay::{self, ReplayArgs};
 use crate::trace::{self, PluginLogs};
 use crate::views::{EventInput, LineResult, OutcomeView};
 
@@ -79,6 +80,10 @@ pub enum PluginCommand {
         #[arg(long)]
         update: bool,
     },
+    /// Run a candidate (a plugin, a chain or a release candidate) and the active version
+    /// side by side over captured events: counts per outcome, events whose outputs
+    /// differ, and the first differences.
+    Replay(Box<ReplayArgs>),
     /// Fleet releases: publish, rollback, releases, status.
     #[command(flatten)]
     Release(ReleaseCommand),
@@ -133,6 +138,7 @@ pub async fn plugin(command: PluginCommand) -> Result<()> {
             dir,
         } => new_project(&name, language, dir.as_deref()),
         PluginCommand::Check { file, grants } => check(&file, grants),
+        PluginCommand::Replay(args) => replay::run(*args).await,
         PluginCommand::Release(command) => release_cli::run(command).await,
         PluginCommand::Test {
             file,
@@ -356,7 +362,7 @@ fn core_data(options: &RunOptions) -> Result<Arc<dyn CoreDataLookup>> {
 }
 
 /// Core data from a JSON file: {"key": {"field": "value", ...}, ...}.
-fn load_core_data(path: &Path) -> Result<Arc<dyn CoreDataLookup>> {
+pub(crate) fn load_core_data(path: &Path) -> Result<Arc<dyn CoreDataLookup>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read core data {}", path.display()))?;
     let records: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
@@ -374,7 +380,7 @@ fn plugin_name(file: &Path) -> String {
         .unwrap_or_else(|| "plugin".to_owned())
 }
 
-fn parse_key_value(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_key_value(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(key, value)| (key.to_owned(), value.to_owned()))
         .ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))

@@ -104,7 +104,8 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    async fn open(&self) -> Result<ReleaseRegistry> {
+    /// Opens the registry these arguments name.
+    pub(crate) async fn open(&self) -> Result<ReleaseRegistry> {
         self.registry.validate()?;
         self.registry
             .open(&self.data_dir)

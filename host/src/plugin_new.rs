@@ -64,7 +64,7 @@ impl TemplateLanguage {
     }
 
     fn template(self) -> Template {
-        macro_rules! file {
+        macro_rules! template_file {
             ($lang:literal, $path:literal) => {
                 include_str!(concat!("../../plugins/templates/", $lang, "/", $path))
             };
@@ -73,53 +73,53 @@ impl TemplateLanguage {
             TemplateLanguage::Rust => Template {
                 title: "Rust",
                 source: "src/lib.rs",
-                build: file!("rust", "build.md"),
+                build: template_file!("rust", "build.md"),
                 files: &[
-                    ("Cargo.toml", file!("rust", "Cargo.toml")),
-                    ("src/lib.rs", file!("rust", "src/lib.rs")),
-                    ("build.sh", file!("rust", "build.sh")),
-                    (".gitignore", file!("rust", "gitignore")),
+                    ("Cargo.toml", template_file!("rust", "Cargo.toml")),
+                    ("src/lib.rs", template_file!("rust", "src/lib.rs")),
+                    ("build.sh", template_file!("rust", "build.sh")),
+                    (".gitignore", template_file!("rust", "gitignore")),
                 ],
             },
             TemplateLanguage::Js => Template {
                 title: "JavaScript",
                 source: "plugin.js",
-                build: file!("js", "build.md"),
+                build: template_file!("js", "build.md"),
                 files: &[
-                    ("package.json", file!("js", "package.json")),
-                    ("plugin.js", file!("js", "plugin.js")),
-                    ("build.sh", file!("js", "build.sh")),
-                    (".gitignore", file!("js", "gitignore")),
+                    ("package.json", template_file!("js", "package.json")),
+                    ("plugin.js", template_file!("js", "plugin.js")),
+                    ("build.sh", template_file!("js", "build.sh")),
+                    (".gitignore", template_file!("js", "gitignore")),
                 ],
             },
             TemplateLanguage::Python => Template {
                 title: "Python",
                 source: "app.py",
-                build: file!("python", "build.md"),
+                build: template_file!("python", "build.md"),
                 files: &[
-                    ("app.py", file!("python", "app.py")),
-                    ("build.sh", file!("python", "build.sh")),
-                    (".gitignore", file!("python", "gitignore")),
+                    ("app.py", template_file!("python", "app.py")),
+                    ("build.sh", template_file!("python", "build.sh")),
+                    (".gitignore", template_file!("python", "gitignore")),
                 ],
             },
             TemplateLanguage::C => Template {
                 title: "C",
                 source: "plugin.c",
-                build: file!("c", "build.md"),
+                build: template_file!("c", "build.md"),
                 files: &[
-                    ("plugin.c", file!("c", "plugin.c")),
-                    ("build.sh", file!("c", "build.sh")),
-                    (".gitignore", file!("c", "gitignore")),
+                    ("plugin.c", template_file!("c", "plugin.c")),
+                    ("build.sh", template_file!("c", "build.sh")),
+                    (".gitignore", template_file!("c", "gitignore")),
                 ],
             },
             TemplateLanguage::Zig => Template {
                 title: "Zig",
                 source: "plugin.zig",
-                build: file!("zig", "build.md"),
+                build: template_file!("zig", "build.md"),
                 files: &[
-                    ("plugin.zig", file!("zig", "plugin.zig")),
-                    ("build.sh", file!("zig", "build.sh")),
-                    (".gitignore", file!("zig", "gitignore")),
+                    ("plugin.zig", template_file!("zig", "plugin.zig")),
+                    ("build.sh", template_file!("zig", "build.sh")),
+                    (".gitignore", template_file!("zig", "gitignore")),
                 ],
             },
         }

@@ -104,8 +104,7 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    /// Opens the registry these arguments name.
-    pub(crate) async fn open(&self) -> Result<ReleaseRegistry> {
+    async fn open(&self) -> Result<ReleaseRegistry> {
         self.registry.validate()?;
         self.registry
             .open(&self.data_dir)

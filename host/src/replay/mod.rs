@@ -10,19 +10,20 @@ mod source;
 mod subjects;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use core_data::{RedisConfig, RedisCoreData};
 use plugin_engine::{CoreDataLookup, NoCoreData, PluginChain, RegisteredPlugin};
+use releases::RegistryConfig;
 
 use self::capture::{CapturedCoreData, RecordingCoreData, ReplayEvent};
 use self::report::{ReplayReport, ReportBuilder};
 use self::source::Source;
 use self::subjects::{SubjectSpec, Subjects};
 use crate::plugin_cli::{SideArg, load_core_data, parse_key_value};
-use crate::release_cli::RegistryArgs;
 use crate::views::OutcomeView;
 
 /// Events run through both versions at a time (one instance per plugin per batch).
@@ -73,9 +74,13 @@ pub struct ReplayArgs {
     /// Replay a capture written by `--save-capture`, with the core data it recorded.
     #[arg(long, value_name = "FILE")]
     capture: Option<PathBuf>,
-    /// Core data for lookups, JSON: {"key": {"field": "value"}} (not with `--capture`).
+    /// Core data for lookups, JSON: {"key": {"field": "value"}} (not with `--capture`);
+    /// without it, lookups go to Redis when `REDIS_URL` is set.
     #[arg(long, value_name = "FILE", conflicts_with = "capture")]
     core_data: Option<PathBuf>,
+    /// Live core data from Redis, when neither `--core-data` nor `--capture` is given.
+    #[command(flatten)]
+    redis: RedisConfig,
     /// Write the events and every lookup answered during this run to FILE.
     #[arg(long, value_name = "FILE")]
     save_capture: Option<PathBuf>,
@@ -85,9 +90,12 @@ pub struct ReplayArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// The data directory holding the local registry, for `--release`.
+    #[arg(long, env = "DATA_DIR", default_value = ".adtrack")]
+    data_dir: PathBuf,
     /// The registry, for `--release`.
     #[command(flatten)]
-    registry: RegistryArgs,
+    registry: RegistryConfig,
 }
 
 /// Runs the replay and prints its report.
@@ -98,10 +106,7 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
         match (&loaded.lookups, &args.core_data) {
             (Some(recorded), _) => (Arc::new(CapturedCoreData::new(recorded.clone())), None),
             (None, core_data) => {
-                let live = match core_data {
-                    Some(path) => load_core_data(path)?,
-                    None => Arc::new(NoCoreData),
-                };
+                let live = args.live_core_data(core_data.as_deref())?;
                 let recording = Arc::new(RecordingCoreData::new(live));
                 (recording.clone(), Some(recording))
             }
@@ -186,6 +191,18 @@ impl ReplayArgs {
         }
     }
 
+    /// Where a live source's lookups go: the file, else Redis, else nowhere.
+    fn live_core_data(&self, file: Option<&Path>) -> Result<Arc<dyn CoreDataLookup>> {
+        if let Some(path) = file {
+            return load_core_data(path);
+        }
+        self.redis.validate()?;
+        Ok(match RedisCoreData::from_config(&self.redis)? {
+            Some(redis) => Arc::new(redis),
+            None => Arc::new(NoCoreData),
+        })
+    }
+
     async fn subjects(&self) -> Result<SubjectSpec> {
         let stem = |file: &PathBuf| {
             file.file_stem()
@@ -216,8 +233,14 @@ impl ReplayArgs {
                 candidate,
             });
         }
+        self.registry.validate()?;
+        let registry = self
+            .registry
+            .open(&self.data_dir)
+            .await
+            .context("cannot open the plugin registry")?;
         Ok(SubjectSpec::Release {
-            registry: self.registry.open().await?,
+            registry,
             side: self.side.into(),
             candidate: self.candidate.as_ref().map(|file| (plugin(file), file.clone())),
         })

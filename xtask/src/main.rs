@@ -88,7 +88,7 @@ fn main() -> ExitCode {
             plugins::build(&root).and_then(|()| languages::build_one(&root, language))
         }
         Task::Templates => plugins::build(&root)
-            .and_then(|()| step(&root, "build", &["build", "-p", "adtrack-host"], &[]))
+            .and_then(|()| build_workspace(&root))
             .and_then(|()| languages::templates::check(&root)),
         Task::Run => run_pipeline(&root),
         Task::Check => quick_check(&root),

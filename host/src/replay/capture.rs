@@ -273,6 +273,9 @@ mod tests {
         );
         assert_eq!(captured.lookup("999").await.unwrap(), None);
         let unseen = captured.lookup("212314").await.unwrap_err();
-        assert!(unseen.to_string().contains("not in the capture"), "{unseen}");
+        assert!(
+            unseen.to_string().contains("not in the capture"),
+            "{unseen}"
+        );
     }
 }

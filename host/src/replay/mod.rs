@@ -139,7 +139,10 @@ async fn compare(
     builder: &mut ReportBuilder,
 ) -> Result<()> {
     for batch in events.chunks(BATCH) {
-        let inputs: Vec<_> = batch.iter().map(|replayed| replayed.event.clone()).collect();
+        let inputs: Vec<_> = batch
+            .iter()
+            .map(|replayed| replayed.event.clone())
+            .collect();
         let active = subjects.active.process(inputs.clone()).await;
         let candidate = subjects.candidate.process(inputs).await;
         if active.len() != batch.len() || candidate.len() != batch.len() {
@@ -242,7 +245,10 @@ impl ReplayArgs {
         Ok(SubjectSpec::Release {
             registry,
             side: self.side.into(),
-            candidate: self.candidate.as_ref().map(|file| (plugin(file), file.clone())),
+            candidate: self
+                .candidate
+                .as_ref()
+                .map(|file| (plugin(file), file.clone())),
         })
     }
 }

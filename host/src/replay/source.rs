@@ -60,10 +60,9 @@ impl Source {
                 "embedded log {}, sequences {from} to the end",
                 path.display()
             ),
-            Source::Log { path, from, to } => format!(
-                "embedded log {}, sequences {from} to {to}",
-                path.display()
-            ),
+            Source::Log { path, from, to } => {
+                format!("embedded log {}, sequences {from} to {to}", path.display())
+            }
             Source::DeadLetters(path) => format!("dead letters {}", path.display()),
             Source::Capture(path) => format!("capture {}", path.display()),
         }

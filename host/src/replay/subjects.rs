@@ -156,10 +156,7 @@ async fn release_subjects(
             (plugin.clone(), pinned.settings(), read(file)?)
         }
         (None, Some(tried)) => {
-            let bytes = registry
-                .store()
-                .component(tried.pinned.version)
-                .await?;
+            let bytes = registry.store().component(tried.pinned.version).await?;
             (tried.plugin.clone(), tried.pinned.settings(), bytes)
         }
         (None, None) => bail!(

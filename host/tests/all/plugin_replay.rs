@@ -130,7 +130,10 @@ async fn a_replayed_stream_range_reports_counts_and_diffs_and_replays_identicall
     // The capture holds the four events and the three lookups, 212314's as a miss.
     let saved = std::fs::read_to_string(&capture).expect("the capture");
     assert_eq!(saved.lines().count(), 7, "{saved}");
-    assert!(saved.contains(r#"{"lookup":"212314","record":null}"#), "{saved}");
+    assert!(
+        saved.contains(r#"{"lookup":"212314","record":null}"#),
+        "{saved}"
+    );
 
     // Replaying the capture twice gives the same report, with the live run's findings,
     // although nothing but the capture is read.

@@ -26,7 +26,10 @@ pub struct CBindings {
 
 /// Generates the bindings from `wit/` into `target/plugin-build/c-bindings/`.
 pub fn generate(root: &Path) -> Result<CBindings> {
-    generate_into(&root.join("wit"), &root.join("target/plugin-build/c-bindings"))
+    generate_into(
+        &root.join("wit"),
+        &root.join("target/plugin-build/c-bindings"),
+    )
 }
 
 /// Generates the bindings of the WIT in `wit` into `dir`: what

@@ -33,8 +33,13 @@ pub fn check(root: &Path) -> Result<()> {
         let project = scratch.join(format!("demo-{}", language.name()));
         std::fs::create_dir_all(&project)
             .with_context(|| format!("cannot create {}", project.display()))?;
-        check_one(root, &host, &venv, language, &project)
-            .with_context(|| format!("the {} template failed", language.name()))?;
+        check_one(root, &host, &venv, language, &project).with_context(|| {
+            format!(
+                "the {} template failed (the project is left in {})",
+                language.name(),
+                project.display()
+            )
+        })?;
     }
     std::fs::remove_dir_all(&scratch)
         .with_context(|| format!("cannot remove {}", scratch.display()))?;

@@ -1,7 +1,8 @@
 //! `plugin replay` over a stream range captured from a running host: the real binary on
 //! its embedded defaults takes four tracking calls, stops, and a candidate consumer chain
 //! is replayed over the records of its log beside the active one, then again from the
-//! capture that first replay saved.
+//! capture that first replay saved; and a release's shadow candidate beside its active
+//! version.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -11,18 +12,31 @@ use serde_json::{Map, Value, json};
 use crate::common::{plugin_path, repo_root, start_host};
 
 fn replay(args: &[&str]) -> Output {
+    plugin_command(&[&["replay"], args].concat(), &[])
+}
+
+/// `adtrack-host plugin ARGS` from the repository root, which must succeed.
+fn plugin_command(args: &[&str], env: &[(&str, &Path)]) -> Output {
     let output = Command::new(env!("CARGO_BIN_EXE_adtrack-host"))
-        .args(["plugin", "replay"])
+        .arg("plugin")
         .args(args)
+        .envs(env.iter().copied())
+        .env_remove("REDIS_URL")
         .current_dir(repo_root())
         .output()
         .expect("adtrack-host runs");
     assert!(
         output.status.success(),
-        "plugin replay failed: {}",
+        "plugin {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     output
+}
+
+/// The first 12 hex digits of a component's version, as reports name it.
+fn short_version(plugin: &str) -> String {
+    let bytes = std::fs::read(plugin_path(plugin)).expect("the component");
+    plugin_engine::PluginVersion::of(&bytes).to_string()[..12].to_owned()
 }
 
 fn json(output: &Output) -> Value {
@@ -151,4 +165,83 @@ async fn a_replayed_stream_range_reports_counts_and_diffs_and_replays_identicall
     assert!(text.contains("outputs differ for 3 of 4 events"), "{text}");
     assert!(text.contains("log:2 (event "), "{text}");
     assert!(!text.contains("log:3"), "one difference shown: {text}");
+}
+
+#[tokio::test]
+async fn a_release_shadow_is_replayed_beside_the_active_version() {
+    // A host seeds its registry with pipeline.toml, then a shadow of the consumer's
+    // validate-tracking is published: the `tracking` plugin.
+    let mut host = start_host(&[]).await;
+    assert!(host.terminate().success(), "the host stops cleanly");
+    let data_dir = host.data_dir.path().to_owned();
+    let tracking = plugin_path("tracking").display().to_string();
+    plugin_command(
+        &[
+            "publish",
+            "validate-tracking",
+            &tracking,
+            "--side",
+            "consumer",
+            "--shadow",
+            "10",
+        ],
+        &[("DATA_DIR", &data_dir)],
+    );
+
+    let capture = data_dir.join("capture.jsonl");
+    std::fs::write(
+        &capture,
+        concat!(
+            r#"{"at":"log:1","event":{"id":"m1","key":"m1","timestampMs":1,"contentType":"application/json","payload":"","attributes":[["programId","212313"],["checksum","b84e02d7"],["customerId","4712"]]}}"#,
+            "\n",
+            r#"{"at":"log:2","event":{"id":"m2","key":"m2","timestampMs":2,"contentType":"application/json","payload":"","attributes":[["programId","21x313"]]}}"#,
+            "\n",
+            r#"{"lookup":"212313","record":[["programName","Summer Video Preroll"],["checksum","b84e02d7"],["customerId","4712"]]}"#,
+            "\n",
+        ),
+    )
+    .expect("write the capture");
+    let capture = capture.display().to_string();
+    let report = json(&plugin_command(
+        &[
+            "replay",
+            "--release",
+            "--side",
+            "consumer",
+            "--capture",
+            &capture,
+            "--json",
+        ],
+        &[("DATA_DIR", &data_dir)],
+    ));
+
+    // By hand: both accept m1, and `tracking` adds the program's name; both reject m2
+    // with the same reason, in the name of validate-tracking.
+    assert_eq!(
+        report["active"]["plugins"],
+        json!([format!(
+            "validate-tracking@{}",
+            short_version("validate-tracking")
+        )])
+    );
+    assert_eq!(
+        report["candidate"]["plugins"],
+        json!([format!("validate-tracking@{}", short_version("tracking"))])
+    );
+    for side in ["active", "candidate"] {
+        assert_eq!(
+            report[side]["counts"],
+            json!({"accepted": 1, "filtered": 0, "rejected": 1, "retry": 0, "failed": 0}),
+            "{side}"
+        );
+    }
+    assert_eq!(report["differing"], 1, "{report:#}");
+    assert_eq!(
+        report["diffs"],
+        json!([{
+            "at": "log:1",
+            "id": "m1",
+            "differences": [r#"events[0].attributes.programName: not expected, got "Summer Video Preroll""#],
+        }])
+    );
 }

@@ -5,6 +5,7 @@
 //! gives the same report.
 
 mod capture;
+mod kinesis;
 mod report;
 mod source;
 mod subjects;
@@ -20,6 +21,7 @@ use plugin_engine::{CoreDataLookup, NoCoreData, PluginChain, RegisteredPlugin};
 use releases::RegistryConfig;
 
 use self::capture::{CapturedCoreData, RecordingCoreData, ReplayEvent};
+use self::kinesis::ShardRange;
 use self::report::{ReplayReport, ReportBuilder};
 use self::source::Source;
 use self::subjects::{SubjectSpec, Subjects};
@@ -31,7 +33,7 @@ const BATCH: usize = 100;
 
 /// `plugin replay` arguments.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["log", "dead_letters", "capture"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["log", "kinesis_stream", "dead_letters", "capture"])))]
 #[command(group(clap::ArgGroup::new("subject").required(true).args(["active", "pipeline", "release"])))]
 pub struct ReplayArgs {
     /// The candidate component (`.wasm`); with `--release`, leave it out to try the
@@ -68,6 +70,25 @@ pub struct ReplayArgs {
     /// Last sequence number of the log range (default: the last record).
     #[arg(long, requires = "log")]
     to: Option<u64>,
+    /// Replay a range of this Kinesis stream's shard `--shard`.
+    #[arg(long, value_name = "STREAM")]
+    kinesis_stream: Option<String>,
+    /// The shard of `--kinesis-stream`.
+    #[arg(
+        long,
+        default_value = "shardId-000000000000",
+        requires = "kinesis_stream"
+    )]
+    shard: String,
+    /// First sequence number of the shard range (default: the oldest record).
+    #[arg(long, value_name = "SEQUENCE", requires = "kinesis_stream")]
+    from_sequence: Option<String>,
+    /// Last sequence number of the shard range (default: the newest record).
+    #[arg(long, value_name = "SEQUENCE", requires = "kinesis_stream")]
+    to_sequence: Option<String>,
+    /// Kinesis endpoint override (emulators).
+    #[arg(long, env = "KINESIS_ENDPOINT_URL")]
+    kinesis_endpoint_url: Option<String>,
     /// Replay the events of a dead-letter file (`DATA_DIR/dead-letters.jsonl`).
     #[arg(long, value_name = "FILE")]
     dead_letters: Option<PathBuf>,
@@ -101,7 +122,7 @@ pub struct ReplayArgs {
 /// Runs the replay and prints its report.
 pub async fn run(args: ReplayArgs) -> Result<()> {
     let source = args.source();
-    let loaded = source.load()?;
+    let loaded = source.load().await?;
     let (lookup, recording): (Arc<dyn CoreDataLookup>, Option<Arc<RecordingCoreData>>) =
         match (&loaded.lookups, &args.core_data) {
             (Some(recorded), _) => (Arc::new(CapturedCoreData::new(recorded.clone())), None),
@@ -186,6 +207,16 @@ impl ReplayArgs {
                 path: path.clone(),
                 from: self.from,
                 to: self.to.unwrap_or(u64::MAX),
+            }
+        } else if let Some(stream) = &self.kinesis_stream {
+            Source::Kinesis {
+                range: ShardRange {
+                    stream: stream.clone(),
+                    shard: self.shard.clone(),
+                    from: self.from_sequence.clone(),
+                    to: self.to_sequence.clone(),
+                },
+                endpoint: self.kinesis_endpoint_url.clone(),
             }
         } else if let Some(path) = &self.dead_letters {
             Source::DeadLetters(path.clone())

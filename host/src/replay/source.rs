@@ -1,5 +1,5 @@
-//! Where replayed events come from: a sequence range of the embedded stream log, a
-//! dead-letter file, or a capture. Stream records are decoded as the consumer decodes
+//! Where replayed events come from: a sequence range of the embedded stream log or of a
+//! Kinesis shard, a dead-letter file, or a capture. Stream records are decoded as the consumer decodes
 //! them; a record that does not decode is reported, not replayed.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +11,8 @@ use embedded_log::EmbeddedLog;
 use serde::Serialize;
 
 use super::capture::{self, RecordedLookups, ReplayEvent};
+use super::kinesis::ShardRange;
+use crate::stream::kinesis_client;
 
 /// Records read per call to the log.
 const LOG_PAGE: usize = 1_000;
@@ -26,6 +28,13 @@ pub enum Source {
         from: u64,
         /// Last sequence number.
         to: u64,
+    },
+    /// A range of a Kinesis shard, read through `endpoint` when given (emulators).
+    Kinesis {
+        /// The range.
+        range: ShardRange,
+        /// The Kinesis endpoint override.
+        endpoint: Option<String>,
     },
     /// Every letter of a dead-letter file (`DATA_DIR/dead-letters.jsonl`).
     DeadLetters(PathBuf),
@@ -63,15 +72,19 @@ impl Source {
             Source::Log { path, from, to } => {
                 format!("embedded log {}, sequences {from} to {to}", path.display())
             }
+            Source::Kinesis { range, .. } => range.describe(),
             Source::DeadLetters(path) => format!("dead letters {}", path.display()),
             Source::Capture(path) => format!("capture {}", path.display()),
         }
     }
 
     /// Reads the events.
-    pub fn load(&self) -> Result<Loaded> {
+    pub async fn load(&self) -> Result<Loaded> {
         match self {
             Source::Log { path, from, to } => load_log(path, *from, *to),
+            Source::Kinesis { range, endpoint } => {
+                range.load(&kinesis_client(endpoint.as_deref()).await).await
+            }
             Source::DeadLetters(path) => load_dead_letters(path),
             Source::Capture(path) => {
                 let (events, lookups) = capture::read(path)?;
@@ -176,8 +189,8 @@ mod tests {
         TrackingEvent::from_event(&event, &[]).to_bytes()
     }
 
-    #[test]
-    fn a_log_range_gives_its_events_in_order_and_names_undecodable_records() {
+    #[tokio::test]
+    async fn a_log_range_gives_its_events_in_order_and_names_undecodable_records() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("stream.redb");
         let log = EmbeddedLog::open(&path).unwrap();
@@ -195,6 +208,7 @@ mod tests {
             to: 3,
         }
         .load()
+        .await
         .unwrap();
         let ids: Vec<_> = loaded
             .events
@@ -206,8 +220,8 @@ mod tests {
         assert_eq!(loaded.skipped[0].at, "log:2");
     }
 
-    #[test]
-    fn dead_letters_give_the_events_they_carry() {
+    #[tokio::test]
+    async fn dead_letters_give_the_events_they_carry() {
         use base64::Engine as _;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dead-letters.jsonl");
@@ -217,7 +231,7 @@ mod tests {
             "dataBase64": base64::engine::general_purpose::STANDARD.encode(record("m7")),
         });
         std::fs::write(&path, format!("{letter}\nnot json\n")).unwrap();
-        let loaded = Source::DeadLetters(path).load().unwrap();
+        let loaded = Source::DeadLetters(path).load().await.unwrap();
         assert_eq!(loaded.events.len(), 1);
         assert_eq!(loaded.events[0].at, "dead-letter:1");
         assert_eq!(loaded.events[0].event.id, "m7");

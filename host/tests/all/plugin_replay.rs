@@ -1,15 +1,17 @@
 //! `plugin replay` over a stream range captured from a running host: the real binary on
 //! its embedded defaults takes four tracking calls, stops, and a candidate consumer chain
 //! is replayed over the records of its log beside the active one, then again from the
-//! capture that first replay saved; and a release's shadow candidate beside its active
-//! version.
+//! capture that first replay saved; the same over a Kinesis shard range (kinesalite);
+//! and a release's shadow candidate beside its active version.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::{Map, Value, json};
 
-use crate::common::{plugin_path, repo_root, start_host};
+use crate::common::{
+    create_stream, kinesis_client, plugin_path, repo_root, service_env, start_host,
+};
 
 fn replay(args: &[&str]) -> Output {
     plugin_command(&[&["replay"], args].concat(), &[])
@@ -243,5 +245,78 @@ async fn a_release_shadow_is_replayed_beside_the_active_version() {
             "id": "m1",
             "differences": [r#"events[0].attributes.programName: not expected, got "Summer Video Preroll""#],
         }])
+    );
+}
+
+#[tokio::test]
+async fn a_kinesis_shard_range_is_replayed_from_the_sequence_numbers_given() {
+    let client = kinesis_client().await;
+    let stream = format!("adtrack-replay-{}", uuid::Uuid::new_v4().simple());
+    create_stream(&client, &stream, 1).await;
+    let endpoint = service_env("KINESIS_ENDPOINT_URL");
+    let host = start_host(&[
+        ("KINESIS_STREAM_NAME", &stream),
+        ("KINESIS_ENDPOINT_URL", &endpoint),
+    ])
+    .await;
+    let (status, body) = host.get("/cache/fill").await;
+    assert_eq!(status, 200, "{body}");
+    for program in ["212312", "212313", "212314"] {
+        let (status, body) = host.get(&format!("/event/{program}")).await;
+        assert_eq!(status, 200, "{program}: {body}");
+    }
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let core_data = changed_core_data(dir.path());
+    let candidate = plugin_path("tracking").display().to_string();
+    let endpoint = Path::new(&endpoint);
+    let replay_shard = |range: &[&str]| {
+        let args = [
+            &[
+                "replay",
+                candidate.as_str(),
+                "--pipeline",
+                "pipeline.toml",
+                "--side",
+                "consumer",
+                "--plugin",
+                "validate-tracking",
+                "--kinesis-stream",
+                &stream,
+                "--core-data",
+                &core_data,
+                "--json",
+            ],
+            range,
+        ]
+        .concat();
+        json(&plugin_command(
+            &args,
+            &[("KINESIS_ENDPOINT_URL", endpoint)],
+        ))
+    };
+
+    // The whole shard: 212313 has another name now, 212314 is gone.
+    let whole = replay_shard(&[]);
+    assert_eq!(whole["events"], 3, "{whole:#}");
+    assert_eq!(
+        whole["candidate"]["counts"],
+        json!({"accepted": 2, "filtered": 0, "rejected": 1, "retry": 0, "failed": 0})
+    );
+    assert_eq!(whole["differing"], 2);
+    let renamed = whole["diffs"][0]["at"].as_str().expect("where");
+    let sequence = renamed
+        .strip_prefix("kinesis:shardId-000000000000/")
+        .expect("a shard and sequence number");
+
+    // Only the record of the renamed program.
+    let one = replay_shard(&["--from-sequence", sequence, "--to-sequence", sequence]);
+    assert_eq!(one["events"], 1, "{one:#}");
+    assert_eq!(one["diffs"][0]["at"], renamed);
+    assert_eq!(
+        one["diffs"][0]["differences"],
+        json!([
+            r#"events[0].attributes.programName: expected "Summer Video Preroll", got "Summer Video Preroll II""#
+        ])
     );
 }

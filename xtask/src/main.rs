@@ -1,5 +1,6 @@
 //! Project automation: `cargo xtask run`, `cargo xtask check`, `cargo xtask test`,
-//! `cargo xtask plugins` and the packaging, deployment and benchmark tasks.
+//! `cargo xtask plugins`, `cargo xtask templates` and the packaging, deployment and
+//! benchmark tasks.
 
 mod debian;
 mod fault_suite;

@@ -1,5 +1,5 @@
-//! Commands for plugin authors: `plugin check`, `plugin run`, `plugin test` and
-//! `pipeline run`.
+//! Commands for plugin authors: `plugin new`, `plugin check`, `plugin run`, `plugin test`,
+//! `plugin replay` and `pipeline run`.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -13,14 +13,28 @@ use plugin_engine::{
     PluginEngine, PluginLimits, PluginRegistry, PluginSettings, Side, contract_version,
 };
 
+use crate::plugin_new::{self, TemplateLanguage};
 use crate::plugin_test;
 use crate::release_cli::{self, ReleaseCommand};
+use crate::replay::{self, ReplayArgs};
 use crate::trace::{self, PluginLogs};
 use crate::views::{EventInput, LineResult, OutcomeView};
 
 /// Work on a single plugin component.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
+    /// Create a plugin project NAME from a template: source, build script (with the WIT
+    /// bindings step), a copy of the contract, a README and golden cases.
+    New {
+        /// The plugin name (lowercase letters, digits, inner hyphens).
+        name: String,
+        /// The language of the project.
+        #[arg(long = "lang", value_enum)]
+        language: TemplateLanguage,
+        /// Where to create it (missing or empty; default `./NAME`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Compile a component and report its world, imports, size, compile time and version.
     Check {
         /// The component (`.wasm`).
@@ -66,6 +80,10 @@ pub enum PluginCommand {
         #[arg(long)]
         update: bool,
     },
+    /// Run a candidate (a plugin, a chain or a release candidate) and the active version
+    /// side by side over captured events: counts per outcome, events whose outputs
+    /// differ, and the first differences.
+    Replay(Box<ReplayArgs>),
     /// Fleet releases: publish, rollback, releases, status.
     #[command(flatten)]
     Release(ReleaseCommand),
@@ -114,7 +132,13 @@ pub struct RunOptions {
 /// Runs a `plugin` subcommand.
 pub async fn plugin(command: PluginCommand) -> Result<()> {
     match command {
+        PluginCommand::New {
+            name,
+            language,
+            dir,
+        } => new_project(&name, language, dir.as_deref()),
         PluginCommand::Check { file, grants } => check(&file, grants),
+        PluginCommand::Replay(args) => replay::run(*args).await,
         PluginCommand::Release(command) => release_cli::run(command).await,
         PluginCommand::Test {
             file,
@@ -232,6 +256,20 @@ async fn test(file: &Path, cases: &Path, core_data: Option<&Path>, update: bool)
     }
 }
 
+/// `plugin new`: writes the project and says what to do next.
+fn new_project(name: &str, language: TemplateLanguage, dir: Option<&Path>) -> Result<()> {
+    let (dir, files) = plugin_new::create(name, language, dir)?;
+    println!(
+        "created the {} plugin {name} in {}: {}",
+        language.name(),
+        dir.display(),
+        files.join(", ")
+    );
+    println!("next: cd {} && sh build.sh", dir.display());
+    println!("      adtrack-host plugin test {name}.wasm --cases cases.jsonl");
+    Ok(())
+}
+
 fn check(file: &Path, grants: Vec<Grant>) -> Result<()> {
     let engine = PluginEngine::new(EngineConfig::default())?;
     let bytes = read(file)?;
@@ -324,7 +362,7 @@ fn core_data(options: &RunOptions) -> Result<Arc<dyn CoreDataLookup>> {
 }
 
 /// Core data from a JSON file: {"key": {"field": "value", ...}, ...}.
-fn load_core_data(path: &Path) -> Result<Arc<dyn CoreDataLookup>> {
+pub(crate) fn load_core_data(path: &Path) -> Result<Arc<dyn CoreDataLookup>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read core data {}", path.display()))?;
     let records: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
@@ -342,7 +380,7 @@ fn plugin_name(file: &Path) -> String {
         .unwrap_or_else(|| "plugin".to_owned())
 }
 
-fn parse_key_value(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_key_value(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(key, value)| (key.to_owned(), value.to_owned()))
         .ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))

@@ -150,7 +150,7 @@ fn case_event(input: &Value, number: usize) -> Result<Event, String> {
 }
 
 /// An outcome as cases state it: without plugin versions.
-fn comparable(outcome: &OutcomeView) -> Result<Value> {
+pub fn comparable(outcome: &OutcomeView) -> Result<Value> {
     let mut value = serde_json::to_value(outcome)?;
     if let Value::Object(fields) = &mut value {
         fields.remove("processedBy");

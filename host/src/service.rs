@@ -10,8 +10,6 @@ use adtrack_consumer::drivers::embedded::{EmbeddedOptions, consume_batch, run_em
 use adtrack_consumer::releases::RegistryChains;
 use adtrack_consumer::store::EmbeddedStore;
 use anyhow::{Context, Result};
-use aws_config::BehaviorVersion;
-use aws_config::timeout::TimeoutConfig;
 use contract::redis_names::RELEASES_CHANNEL;
 use core_data::{CoreDataStore, CoreDataUpdates, InProcessCoreData, RedisCoreData};
 use embedded_log::EmbeddedLog;
@@ -26,6 +24,7 @@ use crate::config::ServeConfig;
 use crate::http::{AppState, router};
 use crate::stream::{
     EmbeddedSink, KinesisSink, ProducerSettings, SpillFile, StreamProducer, StreamSink,
+    kinesis_client,
 };
 
 /// Runs the host until SIGTERM or Ctrl-C, then stops accepting requests, finishes the
@@ -234,19 +233,7 @@ impl CoreDataBackend {
 async fn stream_sink(config: &ServeConfig) -> Result<(Arc<dyn StreamSink>, Option<EmbeddedLog>)> {
     let stream = &config.stream;
     if let Some(stream_name) = &stream.kinesis_stream_name {
-        let shared = aws_config::defaults(BehaviorVersion::latest())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_timeout(Duration::from_secs(5))
-                    .build(),
-            )
-            .load()
-            .await;
-        let mut kinesis = aws_sdk_kinesis::config::Builder::from(&shared);
-        if let Some(endpoint) = &stream.kinesis_endpoint_url {
-            kinesis = kinesis.endpoint_url(endpoint);
-        }
-        let client = aws_sdk_kinesis::Client::from_conf(kinesis.build());
+        let client = kinesis_client(stream.kinesis_endpoint_url.as_deref()).await;
         return Ok((
             Arc::new(KinesisSink::new(client, stream_name.clone())),
             None,

@@ -1,5 +1,6 @@
 //! Project automation: `cargo xtask run`, `cargo xtask check`, `cargo xtask test`,
-//! `cargo xtask plugins` and the packaging, deployment and benchmark tasks.
+//! `cargo xtask plugins`, `cargo xtask templates` and the packaging, deployment and
+//! benchmark tasks.
 
 mod debian;
 mod fault_suite;
@@ -49,6 +50,9 @@ enum Task {
         #[arg(value_enum)]
         language: languages::Language,
     },
+    /// Hold the `plugin new` templates to working: for every language, scaffold a plugin
+    /// into an empty directory, build it with its own build script and run its cases.
+    Templates,
     /// Check the CloudFormation templates: `cargo xtask infrastructure test`.
     #[command(subcommand)]
     Infrastructure(infrastructure::Command),
@@ -84,6 +88,9 @@ fn main() -> ExitCode {
         Task::Language { language } => {
             plugins::build(&root).and_then(|()| languages::build_one(&root, language))
         }
+        Task::Templates => plugins::build(&root)
+            .and_then(|()| build_workspace(&root))
+            .and_then(|()| languages::templates::check(&root)),
         Task::Run => run_pipeline(&root),
         Task::Check => quick_check(&root),
         Task::Test => test(&root),
@@ -140,12 +147,14 @@ fn quick_check(root: &Path) -> Result<()> {
 
 /// Everything: the plugins in every language, format and lint, the Lambda package, the
 /// services, every test of the workspace (unit and integration, the fault suite among
-/// them, whose table is printed after them), then the templates.
+/// them, whose table is printed after them), then the CloudFormation templates. The
+/// `plugin new` templates are built and tested in every language once the host is built.
 fn test(root: &Path) -> Result<()> {
     plugins::build(root)?;
     languages::build(root)?;
     format_and_lint(root)?;
     build_workspace(root)?;
+    languages::templates::check(root)?;
     let package = lambda::package(root, lambda::Build::Test)?;
     let services = services::Services::start(root)?;
     let mut env = services.env();

@@ -1,6 +1,10 @@
 //! Kinesis Data Streams through `PutRecords`.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
@@ -9,6 +13,27 @@ use retry_policy::ErrorKind;
 use retry_policy::aws::{failure, kind_of_code};
 
 use super::{SinkError, StreamEntry, StreamSink};
+
+/// How long one Kinesis call may take, retries included.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A Kinesis client from the environment's AWS configuration, at `endpoint` when given
+/// (emulators); every call times out after five seconds.
+pub async fn kinesis_client(endpoint: Option<&str>) -> Client {
+    let shared = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(OPERATION_TIMEOUT)
+                .build(),
+        )
+        .load()
+        .await;
+    let mut kinesis = aws_sdk_kinesis::config::Builder::from(&shared);
+    if let Some(endpoint) = endpoint {
+        kinesis = kinesis.endpoint_url(endpoint);
+    }
+    Client::from_conf(kinesis.build())
+}
 
 /// A Kinesis stream.
 pub struct KinesisSink {

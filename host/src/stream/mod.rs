@@ -12,7 +12,7 @@ use retry_policy::ClassifiedError;
 
 pub use self::config::{Ack, StreamConfig};
 pub use self::embedded::EmbeddedSink;
-pub use self::kinesis::KinesisSink;
+pub use self::kinesis::{KinesisSink, kinesis_client};
 pub use self::producer::{ProducerSettings, StreamError, StreamProducer};
 pub use self::spill::SpillFile;
 

@@ -14,4 +14,5 @@ mod hot_swap;
 mod kinesis_stream;
 mod language_hot_swap;
 mod plugin_cli;
+mod plugin_replay;
 mod redis_core_data;

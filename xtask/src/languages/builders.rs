@@ -87,7 +87,8 @@ pub fn python(root: &Path, output: &Path) -> Result<bool> {
 }
 
 /// Debian packages for the C plugin: clang 14 with the wasm32 builtins, lld, wasi-libc.
-const C_DEBIAN_PACKAGES: [&str; 4] = ["clang", "lld", "wasi-libc", "libclang-rt-14-dev-wasm32"];
+pub(super) const C_DEBIAN_PACKAGES: [&str; 4] =
+    ["clang", "lld", "wasi-libc", "libclang-rt-14-dev-wasm32"];
 
 /// The C plugin: wasi-libc for `wasm32-wasi` as a reactor, over wit-bindgen's C bindings,
 /// made a component by `wasm-tools component new`. The module imports no WASI, so no

@@ -24,12 +24,20 @@ pub struct CBindings {
     pub type_object: PathBuf,
 }
 
-/// Generates the bindings from `wit/`.
+/// Generates the bindings from `wit/` into `target/plugin-build/c-bindings/`.
 pub fn generate(root: &Path) -> Result<CBindings> {
-    let wit = root.join("wit");
+    generate_into(
+        &root.join("wit"),
+        &root.join("target/plugin-build/c-bindings"),
+    )
+}
+
+/// Generates the bindings of the WIT in `wit` into `dir`: what
+/// `wit-bindgen c <wit> --world plugin --out-dir <dir>` does.
+pub fn generate_into(wit: &Path, dir: &Path) -> Result<CBindings> {
     let mut resolve = Resolve::default();
     let (package, _) = resolve
-        .push_path(&wit)
+        .push_path(wit)
         .with_context(|| format!("cannot parse the WIT in {}", wit.display()))?;
     let world = resolve
         .select_world(&[package], Some(WORLD))
@@ -40,8 +48,7 @@ pub fn generate(root: &Path) -> Result<CBindings> {
         .generate(&mut resolve, world, &mut files)
         .context("wit-bindgen-c cannot generate the C bindings")?;
 
-    let dir = root.join("target/plugin-build/c-bindings");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for (name, contents) in files.iter() {
         let path = dir.join(name);
         std::fs::write(&path, contents)
@@ -51,6 +58,6 @@ pub fn generate(root: &Path) -> Result<CBindings> {
         header: dir.join(format!("{WORLD}.h")),
         source: dir.join(format!("{WORLD}.c")),
         type_object: dir.join(format!("{WORLD}_component_type.o")),
-        dir,
+        dir: dir.to_path_buf(),
     })
 }

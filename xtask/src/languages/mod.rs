@@ -12,10 +12,11 @@
 //! Python tools install into `target/venv-plugins/`, npm packages into
 //! `plugins/js/node_modules/`, Debian packages system-wide. An install is skipped when it
 //! is current and a build when its component is newer than every input, so a warm run is
-//! fast.
+//! fast. [`templates`] holds the `plugin new` templates of every language to working.
 
 mod builders;
 mod c_bindings;
+pub mod templates;
 mod toolchains;
 
 use std::path::{Path, PathBuf};

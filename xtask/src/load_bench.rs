@@ -54,6 +54,8 @@ struct Measurement {
     p99: String,
     /// Server CPU time (user + system) per request, in microseconds.
     cpu_per_request_us: f64,
+    /// Answers that were not 2xx (503 when the host sheds load).
+    refused: u64,
 }
 
 /// Builds release binaries, loads the bare handler and each host setup in turn, and prints
@@ -127,18 +129,19 @@ pub fn run(root: &Path, args: &LoadBenchArgs) -> Result<()> {
         args.connections, args.seconds
     );
     println!(
-        "| target | requests/s | p50 latency | p99 latency | server CPU per request | throughput vs bare |"
+        "| target | requests/s | p50 latency | p99 latency | server CPU per request | not 2xx | throughput vs bare |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     let bare_row = ("bare axum handler", baseline);
     let rate = bare_row.1.requests_per_second;
     for (label, row) in std::iter::once(&bare_row).chain(&rows) {
         println!(
-            "| {label} | {:.0} | {} | {} | {:.0} µs | {:.3} |",
+            "| {label} | {:.0} | {} | {} | {:.0} µs | {} | {:.3} |",
             row.requests_per_second,
             row.p50,
             row.p99,
             row.cpu_per_request_us,
+            row.refused,
             row.requests_per_second / rate
         );
     }
@@ -174,9 +177,14 @@ fn measure(server: &Server, url: &str, args: &LoadBenchArgs) -> Result<Measureme
         .context("cannot run wrk")?;
     let cpu = cpu_seconds(server.0.id())? - cpu_before;
     let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() || text.contains("Non-2xx") {
+    if !output.status.success() || text.contains("Socket errors") {
         bail!("wrk against {url} failed or saw errors:\n{text}");
     }
+    let refused = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Non-2xx or 3xx responses:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0);
     let requests_per_second: f64 = text
         .lines()
         .find_map(|line| line.strip_prefix("Requests/sec:"))
@@ -201,6 +209,7 @@ fn measure(server: &Server, url: &str, args: &LoadBenchArgs) -> Result<Measureme
         p50: percentile("50%"),
         p99: percentile("99%"),
         cpu_per_request_us: cpu * 1e6 / requests.max(1.0),
+        refused,
     })
 }
 

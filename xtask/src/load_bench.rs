@@ -119,7 +119,11 @@ pub fn run(root: &Path, args: &LoadBenchArgs) -> Result<()> {
         );
         wait_for(&format!("http://127.0.0.1:{port}/health/check"))?;
         curl(&format!("http://127.0.0.1:{port}/cache/fill"))?;
-        let measured = measure(&host, &format!("http://127.0.0.1:{port}/event/212313"), args)?;
+        let measured = measure(
+            &host,
+            &format!("http://127.0.0.1:{port}/event/212313"),
+            args,
+        )?;
         drop(host);
         rows.push((label, measured));
     }

@@ -194,7 +194,11 @@ fn throughput(c: &mut Criterion, medians: &Medians) {
             (SEQUENTIAL_WITH, pipeline(), 1),
             (SEQUENTIAL_WITHOUT, no_plugins.clone(), 1),
             (CONCURRENT_WITH, pipeline(), DEFAULT_WRITE_CONCURRENCY),
-            (CONCURRENT_WITHOUT, no_plugins.clone(), DEFAULT_WRITE_CONCURRENCY),
+            (
+                CONCURRENT_WITHOUT,
+                no_plugins.clone(),
+                DEFAULT_WRITE_CONCURRENCY,
+            ),
         ] {
             let store = dynamodb(concurrency);
             setups.push((name, consumer(&runtime, &pipeline, store, dir.path())));
@@ -250,22 +254,42 @@ fn print_ratios(medians: &Medians) {
         ] {
             if let Some(time) = medians.median(name, size) {
                 let rate = size as f64 / time.as_secs_f64();
-                println!("  batch {size:>3}  {name:<40} {:>9.2} ms  {rate:>9.0}/s", ms(time));
+                println!(
+                    "  batch {size:>3}  {name:<40} {:>9.2} ms  {rate:>9.0}/s",
+                    ms(time)
+                );
             }
         }
     }
     println!("\nratios (throughput / baseline throughput, same run):");
     let comparisons = [
-        ("embedded: with plugins / no plugins", EMBEDDED_WITH, EMBEDDED_WITHOUT),
-        ("DynamoDB Local: with plugins / no plugins (concurrent)", CONCURRENT_WITH, CONCURRENT_WITHOUT),
-        ("DynamoDB Local: concurrent / sequential, with plugins", CONCURRENT_WITH, SEQUENTIAL_WITH),
-        ("DynamoDB Local: concurrent / sequential, no plugins", CONCURRENT_WITHOUT, SEQUENTIAL_WITHOUT),
+        (
+            "embedded: with plugins / no plugins",
+            EMBEDDED_WITH,
+            EMBEDDED_WITHOUT,
+        ),
+        (
+            "DynamoDB Local: with plugins / no plugins (concurrent)",
+            CONCURRENT_WITH,
+            CONCURRENT_WITHOUT,
+        ),
+        (
+            "DynamoDB Local: concurrent / sequential, with plugins",
+            CONCURRENT_WITH,
+            SEQUENTIAL_WITH,
+        ),
+        (
+            "DynamoDB Local: concurrent / sequential, no plugins",
+            CONCURRENT_WITHOUT,
+            SEQUENTIAL_WITHOUT,
+        ),
     ];
     for size in BATCH_SIZES {
         for (label, measured, baseline) in comparisons {
-            if let (Some(measured), Some(baseline)) =
-                (medians.median(measured, size), medians.median(baseline, size))
-            {
+            if let (Some(measured), Some(baseline)) = (
+                medians.median(measured, size),
+                medians.median(baseline, size),
+            ) {
                 let ratio = baseline.as_secs_f64() / measured.as_secs_f64();
                 println!("  batch {size:>3}  {label:<56} {ratio:.2}");
             }

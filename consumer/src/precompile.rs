@@ -52,11 +52,14 @@ pub fn precompile(
             path: plugin.path.clone(),
             source,
         })?;
-        let version = engine.compile(name, &bytes, &plugin.settings.grants)?.version();
-        let artifact = written_artifact(&out, version).ok_or_else(|| PrecompileError::NotWritten {
-            name: name.clone(),
-            dir: out.display().to_string(),
-        })?;
+        let version = engine
+            .compile(name, &bytes, &plugin.settings.grants)?
+            .version();
+        let artifact =
+            written_artifact(&out, version).ok_or_else(|| PrecompileError::NotWritten {
+                name: name.clone(),
+                dir: out.display().to_string(),
+            })?;
         done.push(Precompiled {
             name: name.clone(),
             version,

@@ -117,7 +117,14 @@ fn with_chain(path: &Path) -> Result<()> {
         .get_mut("pipeline")
         .and_then(toml::Value::as_table_mut)
         .context("the packaged pipeline file has no [pipeline] table")?;
-    sides.insert("consumer".into(), CHAIN.iter().map(|name| name.to_string()).collect::<Vec<_>>().into());
+    sides.insert(
+        "consumer".into(),
+        CHAIN
+            .iter()
+            .map(|name| name.to_string())
+            .collect::<Vec<_>>()
+            .into(),
+    );
     std::fs::write(path, toml::to_string(&pipeline)?)?;
     Ok(())
 }
@@ -139,12 +146,18 @@ fn cold_start(variant: &Variant, dir: &Path, port: u16, redis: bool) -> Result<I
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt"))
+        .env(
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("http://127.0.0.1:{port}/.rt"),
+        )
         .env("AWS_LAMBDA_FUNCTION_NAME", "adtrack-cold-start-bench")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024");
     if redis {
-        command.env("REDIS_URL", format!("redis://127.0.0.1:{}", services::REDIS_PORT));
+        command.env(
+            "REDIS_URL",
+            format!("redis://127.0.0.1:{}", services::REDIS_PORT),
+        );
     }
     let started = Instant::now();
     let _function = Process::spawn(&mut command, &log)?;
@@ -182,7 +195,10 @@ fn init_report(log: &str, origin: &str) -> Result<Option<Init>> {
         .filter(|fields| fields["message"] == "plugin loaded")
         .collect();
     if plugins.len() != CHAIN.len() || plugins.iter().any(|plugin| plugin["origin"] != origin) {
-        bail!("expected {} plugins loaded from {origin}:\n{log}", CHAIN.len());
+        bail!(
+            "expected {} plugins loaded from {origin}:\n{log}",
+            CHAIN.len()
+        );
     }
     let ms = |name: &str| report[name].as_f64().unwrap_or_default();
     Ok(Some(Init {
@@ -213,9 +229,16 @@ fn print_table(variants: &[Variant], inits: &[Vec<Init>], rounds: usize, redis: 
         "\nLambda cold start, {} plugins ({}), empty plugin cache, medians of {rounds} rounds{}:\n",
         CHAIN.len(),
         CHAIN.join(", "),
-        if redis { ", Redis connected" } else { ", no Redis" }
+        if redis {
+            ", Redis connected"
+        } else {
+            ", no Redis"
+        }
     );
-    println!("| part | {} | {} | ratio |", variants[0].name, variants[1].name);
+    println!(
+        "| part | {} | {} | ratio |",
+        variants[0].name, variants[1].name
+    );
     println!("|---|---:|---:|---:|");
     for (name, part) in parts {
         let (precompiled, compiles) = (median(&inits[0], part), median(&inits[1], part));

@@ -164,7 +164,10 @@ fn precompile(root: &Path, launcher: &Launcher, binary: &Path, out: &Path) -> Re
         }
         _ => {}
     }
-    eprintln!("xtask: precompiling the plugins with the packaged bootstrap into {}", out.display());
+    eprintln!(
+        "xtask: precompiling the plugins with the packaged bootstrap into {}",
+        out.display()
+    );
     let mut command = launcher.command(binary);
     command
         .arg("precompile")

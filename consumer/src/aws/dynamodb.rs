@@ -18,12 +18,12 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use futures::{StreamExt, TryStreamExt, stream};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use contract::attribute;
+use futures::{StreamExt, TryStreamExt, stream};
 use retry_policy::aws::{failure, kind_of_code};
 use retry_policy::{ClassifiedError, Classify, Delays, ErrorKind, RetryPolicy};
 
@@ -120,6 +120,15 @@ impl DynamoDbStore {
     /// The table written to.
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// [`Self::write_program`], with the program it wrote.
+    async fn write_lane<'e>(
+        &self,
+        program: Option<&'e str>,
+        events: Vec<&'e StoredEvent>,
+    ) -> (Option<&'e str>, WriteReport) {
+        (program, self.write_program(program, events).await)
     }
 
     /// Writes the events of one program (or of none), a transaction at a time.
@@ -297,20 +306,18 @@ impl DynamoDbStore {
         &self,
         programs: impl Iterator<Item = &str>,
     ) -> Result<BTreeMap<String, u64>, (String, ClassifiedError)> {
-        stream::iter(programs)
-            .map(|program| async move {
-                let count = self.read_count(program).await;
-                count
-                    .map(|count| (program.to_owned(), count))
-                    .map_err(|error| (program.to_owned(), error))
-            })
+        // The futures are made first (they start when polled), so that no closure
+        // borrows across the stream.
+        let reads: Vec<_> = programs.map(|program| self.read_count(program)).collect();
+        stream::iter(reads)
             .buffer_unordered(self.write_concurrency)
             .try_collect()
             .await
     }
 
     /// One program's count, read consistently.
-    async fn read_count(&self, program: &str) -> Result<u64, ClassifiedError> {
+    async fn read_count(&self, program: &str) -> Result<(String, u64), (String, ClassifiedError)> {
+        let failed = |error| (program.to_owned(), error);
         let output = self
             .client
             .get_item()
@@ -319,13 +326,12 @@ impl DynamoDbStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|error| failure(&format!("GetItem on {}", self.table), error))?;
-        Ok(
-            match output.item().and_then(|item| item.get(item::EVENT_COUNT)) {
-                Some(AttributeValue::N(count)) => count.parse().unwrap_or(0),
-                _ => 0,
-            },
-        )
+            .map_err(|error| failed(failure(&format!("GetItem on {}", self.table), error)))?;
+        let count = match output.item().and_then(|item| item.get(item::EVENT_COUNT)) {
+            Some(AttributeValue::N(count)) => count.parse().unwrap_or(0),
+            _ => 0,
+        };
+        Ok((program.to_owned(), count))
     }
 }
 
@@ -351,10 +357,11 @@ fn split<'e>(
 #[async_trait]
 impl EventStore for DynamoDbStore {
     async fn put(&self, events: &[StoredEvent]) -> WriteReport {
-        let written: Vec<_> = stream::iter(lanes(events))
-            .map(|(program, events)| async move {
-                (program, self.write_program(program, events).await)
-            })
+        let writes: Vec<_> = lanes(events)
+            .into_iter()
+            .map(|(program, events)| self.write_lane(program, events))
+            .collect();
+        let written: Vec<_> = stream::iter(writes)
             .buffered(self.write_concurrency)
             .collect()
             .await;

@@ -479,14 +479,22 @@ async fn the_packaged_bootstrap_answers_an_invoke() {
         .lines()
         .filter(|line| line.contains("plugin loaded") && !line.contains("origin=\"package\""))
         .collect();
-    assert_eq!(compiled, Vec::<&str>::new(), "loaded other than from the package");
+    assert_eq!(
+        compiled,
+        Vec::<&str>::new(),
+        "loaded other than from the package"
+    );
     let cached: Vec<_> = std::fs::read_dir(empty_tmp.path())
         .unwrap()
         .filter_map(Result::ok)
         .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "cwasm"))
         .map(|entry| entry.path())
         .collect();
-    assert_eq!(cached, Vec::<std::path::PathBuf>::new(), "nothing was compiled into /tmp");
+    assert_eq!(
+        cached,
+        Vec::<std::path::PathBuf>::new(),
+        "nothing was compiled into /tmp"
+    );
 }
 
 /// Unpacks `package` into `dir`, checking that it holds an executable `bootstrap` and the

@@ -71,7 +71,11 @@ fn artifacts_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 /// Compiles `plugin` with `config` into `dir` (as a packaging step does); the artifact.
-fn precompile_into(config: &EngineConfig, dir: &std::path::Path, plugin: &str) -> std::path::PathBuf {
+fn precompile_into(
+    config: &EngineConfig,
+    dir: &std::path::Path,
+    plugin: &str,
+) -> std::path::PathBuf {
     let engine = PluginEngine::new(EngineConfig {
         artifact_cache_dir: Some(dir.to_owned()),
         ..config.clone()
@@ -127,14 +131,20 @@ fn an_artifact_of_another_engine_configuration_is_not_used_and_the_plugin_compil
         .expect("compile");
     assert!(matches!(compiled.report().origin, LoadOrigin::Compiled(_)));
     assert_eq!(compiled.report().artifact, None);
-    assert_eq!(artifacts_in(cache.path()).len(), 1, "the compiled plugin is cached");
+    assert_eq!(
+        artifacts_in(cache.path()).len(),
+        1,
+        "the compiled plugin is cached"
+    );
 
     // Under this engine's name but built by the other configuration: wasmtime's
     // compatibility check refuses it.
     let forged = tempfile::tempdir().unwrap();
     std::fs::copy(
         &other_artifact,
-        forged.path().join(own_artifact.file_name().expect("a file name")),
+        forged
+            .path()
+            .join(own_artifact.file_name().expect("a file name")),
     )
     .expect("copy");
     let engine = PluginEngine::new(EngineConfig {

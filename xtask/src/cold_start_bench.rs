@@ -210,7 +210,10 @@ fn init_report(log: &str, origin: &str) -> Result<Option<Init>> {
     }))
 }
 
-fn median(inits: &[Init], part: fn(&Init) -> f64) -> f64 {
+/// Reads one part of an init.
+type Part = fn(&Init) -> f64;
+
+fn median(inits: &[Init], part: Part) -> f64 {
     let mut values: Vec<f64> = inits.iter().map(part).collect();
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or_default()
@@ -218,7 +221,7 @@ fn median(inits: &[Init], part: fn(&Init) -> f64) -> f64 {
 
 /// A Markdown table of the medians, and the ratio of each part (compiles / precompiled).
 fn print_table(variants: &[Variant], inits: &[Vec<Init>], rounds: usize, redis: bool) {
-    let parts: [(&str, fn(&Init) -> f64); 5] = [
+    let parts: [(&str, Part); 5] = [
         ("chain load", |init| init.chain),
         ("warm-up", |init| init.warm_up),
         ("backends", |init| init.backends),

@@ -469,7 +469,7 @@ async fn the_packaged_bootstrap_answers_an_invoke() {
     let watch = start_watch(&bootstrap, port, &backends.env, log.clone());
     let watch = a_mixed_batch_is_stored_or_dead_lettered(&mut backends, watch, port).await;
     drop(watch);
-    let log = std::fs::read_to_string(&log).unwrap();
+    let log = without_colours(&std::fs::read_to_string(&log).unwrap());
     let init = log
         .lines()
         .find(|line| line.contains("consumer initialised"))
@@ -495,6 +495,25 @@ async fn the_packaged_bootstrap_answers_an_invoke() {
         Vec::<std::path::PathBuf>::new(),
         "nothing was compiled into /tmp"
     );
+}
+
+/// `text` without the ANSI colour codes of the function's text log.
+fn without_colours(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An escape sequence ends with its first letter (`m` for colours).
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
 }
 
 /// Unpacks `package` into `dir`, checking that it holds an executable `bootstrap` and the

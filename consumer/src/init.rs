@@ -1,5 +1,6 @@
 //! Cold start: load the consumer chain (from precompiled `.cwasm` artifacts when their
-//! version matches), instantiating each plugin once. Every step is timed, so the
+//! version and engine configuration match: those shipped beside the pipeline file, then
+//! those cached in the artifact cache), instantiating each plugin once. Every step is timed, so the
 //! Lambda init duration can be read off the log; the AWS backends are connected by
 //! `crate::aws::aws_consumer`.
 
@@ -8,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plugin_engine::{
-    CoreDataLookup, EngineConfig, EngineError, InstanceReuse, LoadOrigin, PipelineFile,
-    PluginChain, PluginEngine, PluginRegistry, PluginVersion, Side,
+    ArtifactSource, CoreDataLookup, EngineConfig, EngineError, InstanceReuse, LoadOrigin,
+    PipelineFile, PluginChain, PluginEngine, PluginRegistry, PluginVersion, Side,
 };
 use releases::{LocalStore, RegistryError, ReleaseRegistry, ReleaseRuntime};
 
@@ -27,8 +28,10 @@ pub struct PluginLoad {
     pub name: String,
     /// Its version (sha256 of the component).
     pub version: PluginVersion,
-    /// Compiled now, or loaded precompiled from the artifact cache, and how long it took.
+    /// Compiled now, or loaded precompiled, and how long it took.
     pub origin: LoadOrigin,
+    /// Where the precompiled artifact came from; `None` when compiled now.
+    pub artifact: Option<ArtifactSource>,
 }
 
 /// What the cold start did and how long it took.
@@ -47,11 +50,18 @@ pub struct InitReport {
 }
 
 impl InitReport {
-    /// Whether every plugin was loaded from the artifact cache.
+    /// Whether every plugin was loaded precompiled (from the package or the cache).
     pub fn all_precompiled(&self) -> bool {
         self.plugins
             .iter()
             .all(|plugin| matches!(plugin.origin, LoadOrigin::Precompiled(_)))
+    }
+
+    /// Whether every plugin was loaded from the artifacts shipped with the package.
+    pub fn all_from_package(&self) -> bool {
+        self.plugins
+            .iter()
+            .all(|plugin| plugin.artifact == Some(ArtifactSource::Package))
     }
 }
 
@@ -92,7 +102,8 @@ pub async fn load_chain(
 ) -> Result<(PluginChain, InitReport), InitError> {
     let started = Instant::now();
     let pipeline = PipelineFile::load(pipeline_path)?;
-    let engine = consumer_engine(&pipeline, artifact_cache_dir)?;
+    let packaged = Some(pipeline.packaged_artifact_dir());
+    let engine = consumer_engine(&pipeline, packaged, artifact_cache_dir)?;
     let registry = PluginRegistry::new(engine);
     let chain = pipeline.build_chain(Side::Consumer, &registry, core_data)?;
     let chain_loaded = started.elapsed();
@@ -132,7 +143,8 @@ pub async fn registry_chains(
         .as_ref()
         .map(|dir| LocalStore::open(&dir.join("release-cache")))
         .transpose()?;
-    let engine = consumer_engine(&pipeline, artifact_cache_dir)?;
+    let packaged = Some(pipeline.packaged_artifact_dir());
+    let engine = consumer_engine(&pipeline, packaged, artifact_cache_dir)?;
     let runtime = ReleaseRuntime::start(
         registry,
         engine,
@@ -167,9 +179,12 @@ pub async fn registry_chains(
 }
 
 /// The consumer's engine: a small instance pool (one batch at a time), memory up to the
-/// largest limit the pipeline declares (at least the engine default), fuel if needed.
-fn consumer_engine(
+/// largest limit the pipeline declares (at least the engine default), fuel if needed;
+/// precompiled artifacts from beside the pipeline file, then from `artifact_cache_dir`.
+/// [`crate::precompile`] builds the shipped artifacts with this same configuration.
+pub(crate) fn consumer_engine(
     pipeline: &PipelineFile,
+    packaged_artifact_dir: Option<PathBuf>,
     artifact_cache_dir: Option<PathBuf>,
 ) -> Result<PluginEngine, EngineError> {
     let max_memory_bytes = pipeline
@@ -188,6 +203,7 @@ fn consumer_engine(
         max_memory_bytes,
         fuel_metering: pipeline.needs_fuel(),
         artifact_cache_dir,
+        packaged_artifact_dir,
         ..EngineConfig::default()
     })
 }
@@ -203,6 +219,7 @@ fn plugin_loads(chain: &PluginChain) -> Vec<PluginLoad> {
                 name: plugin.name().to_string(),
                 version: active.version(),
                 origin: active.report().origin,
+                artifact: active.report().artifact,
             }
         })
         .collect()
@@ -211,9 +228,10 @@ fn plugin_loads(chain: &PluginChain) -> Vec<PluginLoad> {
 /// Logs the init report: one line per plugin and the totals.
 pub fn log_report(report: &InitReport) {
     for plugin in &report.plugins {
-        let (origin, took) = match plugin.origin {
-            LoadOrigin::Compiled(took) => ("compiled", took),
-            LoadOrigin::Precompiled(took) => ("precompiled", took),
+        let (origin, took) = match (plugin.origin, plugin.artifact) {
+            (LoadOrigin::Compiled(took), _) => ("compiled", took),
+            (LoadOrigin::Precompiled(took), Some(ArtifactSource::Package)) => ("package", took),
+            (LoadOrigin::Precompiled(took), _) => ("cache", took),
         };
         tracing::info!(plugin = %plugin.name, version = %plugin.version.short(), origin, load_ms = took.as_secs_f64() * 1e3, "plugin loaded");
     }
@@ -223,6 +241,7 @@ pub fn log_report(report: &InitReport) {
         backends_ms = report.backends.as_secs_f64() * 1e3,
         init_ms = report.total.as_secs_f64() * 1e3,
         all_precompiled = report.all_precompiled(),
+        all_from_package = report.all_from_package(),
         "consumer initialised"
     );
 }

@@ -19,6 +19,7 @@ pub mod dead_letter;
 pub mod drivers;
 pub mod handler;
 pub mod init;
+pub mod precompile;
 pub mod releases;
 pub mod store;
 

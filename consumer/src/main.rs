@@ -5,10 +5,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use adtrack_consumer::Consumer;
-use adtrack_consumer::aws::config::ConsumerCommand;
+use adtrack_consumer::aws::config::{ConsumerCommand, PrecompileArgs};
 use adtrack_consumer::aws::replay::{ReplaySources, replay as replay_queue};
 use adtrack_consumer::aws::{ConsumerConfig, aws_consumer, deployment, lambda, sdk_config};
 use adtrack_consumer::init;
+use adtrack_consumer::precompile::precompile;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -18,6 +19,11 @@ async fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some(deployment::FLAG) {
         println!("{}", deployment::describe());
         return ExitCode::SUCCESS;
+    }
+    if std::env::args().nth(1).as_deref() == Some(PrecompileArgs::COMMAND) {
+        let args = PrecompileArgs::parse_from(std::env::args().skip(1));
+        init_logging(false);
+        return precompile_plugins(&args);
     }
     let config = ConsumerConfig::parse();
     init_logging(config.log_json);
@@ -86,6 +92,23 @@ async fn replay(config: &ConsumerConfig, consumer: &Consumer, max_messages: usiz
         }
         Err(error) => {
             tracing::error!(%error, "replay failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `adtrack-consumer precompile`: one line per artifact written.
+fn precompile_plugins(args: &PrecompileArgs) -> ExitCode {
+    match precompile(&args.pipeline_file, args.out.clone()) {
+        Ok(done) => {
+            for plugin in done {
+                let (name, version) = (plugin.name, plugin.version.short());
+                println!("{name} {version} {}", plugin.artifact.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot precompile the plugins");
             ExitCode::FAILURE
         }
     }

@@ -19,6 +19,10 @@ const REQUIREMENTS: &str = "xtask/requirements/lambda.txt";
 /// The package built into the function.
 pub const PACKAGE: &str = "adtrack-consumer";
 
+/// Where the package carries the precompiled plugins: beside the pipeline file, where
+/// the function looks for them first (`PipelineFile::packaged_artifact_dir`).
+pub const ARTIFACT_DIR: &str = "plugin-artifacts";
+
 /// The installed tools.
 pub struct LambdaTools {
     /// The `cargo-lambda` binary.
@@ -107,9 +111,13 @@ pub enum Build {
 /// Builds the consumer's Lambda package for `provided.al2023`: a zip holding the
 /// executable `bootstrap`, `pipeline.toml` and the plugin components it names, at the same
 /// relative paths (Lambda unpacks it into `/var/task`, so the function runs with
-/// `PIPELINE_FILE=/var/task/pipeline.toml`). Returns `<dir>/adtrack-consumer/bootstrap.zip`.
+/// `PIPELINE_FILE=/var/task/pipeline.toml`), and `plugin-artifacts/` beside it: the
+/// plugins precompiled by `bootstrap precompile` itself (under qemu for the other
+/// architecture), so the artifacts match the engine configuration the function runs
+/// with and a cold start with an empty `/tmp` compiles nothing. Returns
+/// `<dir>/adtrack-consumer/bootstrap.zip`.
 pub fn package(root: &Path, build: Build) -> Result<PathBuf> {
-    let (binary, dir) = match build {
+    let (binary, dir, architecture) = match build {
         Build::Release(architecture) => {
             let tools = install_tools(root)?;
             eprintln!(
@@ -130,23 +138,60 @@ pub fn package(root: &Path, build: Build) -> Result<PathBuf> {
             (
                 root.join("target/lambda").join(PACKAGE).join("bootstrap"),
                 root.join("target/lambda").join(PACKAGE),
+                architecture,
             )
         }
         Build::Test => (
             root.join("target/debug").join(PACKAGE),
             root.join("target/lambda-test").join(PACKAGE),
+            Architecture::of_this_machine().unwrap_or_default(),
         ),
     };
+    let artifacts = dir.join(ARTIFACT_DIR);
+    precompile(root, &launcher(architecture)?, &binary, &artifacts)?;
     let zip = dir.join("bootstrap.zip");
-    write_zip(root, &binary, &zip)?;
+    write_zip(root, &binary, &artifacts, &zip)?;
     eprintln!("xtask: packaged {}", zip.display());
     Ok(zip)
 }
 
+/// Compiles the plugins of the repository's pipeline file into `out` with the packaged
+/// `binary`'s own engine (`bootstrap precompile`), replacing what was there.
+fn precompile(root: &Path, launcher: &Launcher, binary: &Path, out: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(out) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(error).with_context(|| format!("cannot empty {}", out.display()));
+        }
+        _ => {}
+    }
+    eprintln!(
+        "xtask: precompiling the plugins with the packaged bootstrap into {}",
+        out.display()
+    );
+    let mut command = launcher.command(binary);
+    command
+        .arg("precompile")
+        .arg("--pipeline")
+        .arg(root.join(pipeline_file::PIPELINE_FILE))
+        .arg("--out")
+        .arg(out)
+        .env_remove("PIPELINE_FILE");
+    crate::run(&mut command, "bootstrap precompile")
+}
+
 /// Writes the package at `zip`: `binary` as `bootstrap`, executable, as Lambda requires,
-/// then the pipeline file and its plugins.
-fn write_zip(root: &Path, binary: &Path, zip: &Path) -> Result<()> {
+/// then the pipeline file, its plugins and their precompiled `artifacts`.
+fn write_zip(root: &Path, binary: &Path, artifacts: &Path, zip: &Path) -> Result<()> {
     let plugins = pipeline_file::plugin_paths(root)?;
+    let mut precompiled = Vec::new();
+    for entry in std::fs::read_dir(artifacts)
+        .with_context(|| format!("cannot read {}", artifacts.display()))?
+    {
+        let entry = entry?;
+        let name = format!("{ARTIFACT_DIR}/{}", entry.file_name().to_string_lossy());
+        precompiled.push((name, entry.path()));
+    }
+    precompiled.sort();
     if let Some(dir) = zip.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -164,6 +209,11 @@ fn write_zip(root: &Path, binary: &Path, zip: &Path) -> Result<()> {
             plugins
                 .iter()
                 .map(|path| (path.as_str(), root.join(path), 0o644)),
+        )
+        .chain(
+            precompiled
+                .iter()
+                .map(|(name, path)| (name.as_str(), path.clone(), 0o644)),
         );
     for (name, source, mode) in entries {
         let bytes =
@@ -175,6 +225,52 @@ fn write_zip(root: &Path, binary: &Path, zip: &Path) -> Result<()> {
         .finish()
         .with_context(|| format!("cannot write {}", zip.display()))?;
     Ok(())
+}
+
+/// How the bootstrap is started: directly, or under qemu for the other architecture.
+pub enum Launcher {
+    /// The binary runs on this machine.
+    Native,
+    /// The binary runs under qemu's user-mode emulation.
+    Qemu {
+        emulator: &'static str,
+        sysroot: &'static str,
+    },
+}
+
+/// How to start a binary built for `architecture` here (installing qemu if needed).
+pub fn launcher(architecture: Architecture) -> Result<Launcher> {
+    if Architecture::of_this_machine() == Some(architecture) {
+        return Ok(Launcher::Native);
+    }
+    let (emulator, sysroot, packages): (_, _, &[&str]) = match architecture {
+        Architecture::Arm64 => (
+            "qemu-aarch64",
+            "/usr/aarch64-linux-gnu",
+            &["qemu-user", "libc6-arm64-cross", "libgcc-s1-arm64-cross"],
+        ),
+        Architecture::X86_64 => (
+            "qemu-x86_64",
+            "/usr/x86_64-linux-gnu",
+            &["qemu-user", "libc6-amd64-cross", "libgcc-s1-amd64-cross"],
+        ),
+    };
+    crate::debian::ensure_packages(packages)?;
+    Ok(Launcher::Qemu { emulator, sysroot })
+}
+
+impl Launcher {
+    /// A command running `bootstrap`.
+    pub fn command(&self, bootstrap: &Path) -> Command {
+        match self {
+            Launcher::Native => Command::new(bootstrap),
+            Launcher::Qemu { emulator, sysroot } => {
+                let mut command = Command::new(emulator);
+                command.args(["-L", sysroot]).arg(bootstrap);
+                command
+            }
+        }
+    }
 }
 
 /// A `cargo-lambda` command run from the workspace root with the venv first on `PATH`.

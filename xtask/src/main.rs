@@ -2,6 +2,7 @@
 //! `cargo xtask plugins`, `cargo xtask templates` and the packaging, deployment and
 //! benchmark tasks.
 
+mod cold_start_bench;
 mod debian;
 mod fault_suite;
 mod infrastructure;
@@ -66,6 +67,9 @@ enum Task {
     },
     /// Load-test `GET /event/{id}` against a bare axum handler with wrk (release builds).
     LoadBench(load_bench::LoadBenchArgs),
+    /// Lambda init of the packaged consumer under the Runtime API emulator with three
+    /// plugins: from the package's precompiled artifacts against compiling at init.
+    ColdStartBench(cold_start_bench::ColdStartArgs),
     /// Time from a plugin publish to the last host task and the consumer running it
     /// (two hosts, moto's S3 and redis-server; p50 and max over the rounds).
     ReleaseBench {
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
         Task::Deploy(args) => infrastructure::deploy(&root, &args),
         Task::LoadBench(args) => load_bench::run(&root, &args),
         Task::ReleaseBench { rounds } => release_bench::run(&root, rounds),
+        Task::ColdStartBench(args) => cold_start_bench::run(&root, &args),
         Task::Package { architecture } => {
             lambda::package(&root, lambda::Build::Release(architecture))
                 .and_then(|zip| package_check::verify(&root, &zip, architecture).map(|()| zip))

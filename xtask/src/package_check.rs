@@ -1,8 +1,10 @@
 //! What is deployed is what was tested. `cargo xtask package` ends here: the packaged
 //! release `bootstrap`, unpacked from the zip as Lambda unpacks it into `/var/task`, runs
 //! under the Lambda Runtime API emulator (`cargo lambda watch`) on one Kinesis batch,
-//! against moto's DynamoDB and SQS; the batch must be stored with nothing to redeliver and
-//! the function must write its plugin metrics. Only then is the package's digest recorded,
+//! against moto's DynamoDB and SQS, with an empty plugin cache as on a real cold start; the
+//! batch must be stored with nothing to redeliver, the function must write its plugin
+//! metrics, and its init report must say that every plugin was loaded from the package's
+//! precompiled artifacts. Only then is the package's digest recorded,
 //! and `cargo xtask deploy` refuses any package whose digest is not.
 //!
 //! A package for the other architecture runs under qemu's user-mode emulation.
@@ -40,7 +42,7 @@ pub fn verify(root: &Path, zip: &Path, architecture: Architecture) -> Result<()>
     let _ = std::fs::remove_dir_all(&scratch);
     let task_dir = scratch.join("task");
     unpack(&bytes, &task_dir)?;
-    let launcher = launcher(architecture)?;
+    let launcher = lambda::launcher(architecture)?;
     let moto = Moto::start(root, &scratch)?;
     let run = Run::new(&moto);
     moto.create_table(&run.table)?;
@@ -94,6 +96,12 @@ pub fn verify(root: &Path, zip: &Path, architecture: Architecture) -> Result<()>
     }
     if !log.contains("\"PluginCalls\"") {
         bail!("the packaged bootstrap wrote no plugin metrics\n--- function log ---\n{log}");
+    }
+    if !log.contains("\"all_from_package\":true") {
+        bail!(
+            "the packaged bootstrap did not load every plugin from the package's precompiled \
+             artifacts (with an empty plugin cache)\n--- function log ---\n{log}"
+        );
     }
     std::fs::write(
         zip.with_file_name(RECORD),
@@ -154,7 +162,7 @@ fn check_answer(answer: &str, log: &str) -> Result<()> {
 }
 
 /// Unpacks the zip as Lambda does, keeping `bootstrap` executable.
-fn unpack(zip: &[u8], dir: &Path) -> Result<()> {
+pub(crate) fn unpack(zip: &[u8], dir: &Path) -> Result<()> {
     let mut archive =
         zip::ZipArchive::new(std::io::Cursor::new(zip)).context("the package is not a zip")?;
     archive
@@ -176,53 +184,11 @@ fn unpack(zip: &[u8], dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// How the bootstrap is started: directly, or under qemu for the other architecture.
-enum Launcher {
-    Native,
-    Qemu {
-        emulator: &'static str,
-        sysroot: &'static str,
-    },
-}
-
-fn launcher(architecture: Architecture) -> Result<Launcher> {
-    if Architecture::of_this_machine() == Some(architecture) {
-        return Ok(Launcher::Native);
-    }
-    let (emulator, sysroot, packages): (_, _, &[&str]) = match architecture {
-        Architecture::Arm64 => (
-            "qemu-aarch64",
-            "/usr/aarch64-linux-gnu",
-            &["qemu-user", "libc6-arm64-cross", "libgcc-s1-arm64-cross"],
-        ),
-        Architecture::X86_64 => (
-            "qemu-x86_64",
-            "/usr/x86_64-linux-gnu",
-            &["qemu-user", "libc6-amd64-cross", "libgcc-s1-amd64-cross"],
-        ),
-    };
-    crate::debian::ensure_packages(packages)?;
-    Ok(Launcher::Qemu { emulator, sysroot })
-}
-
-impl Launcher {
-    fn command(&self, bootstrap: &Path) -> Command {
-        match self {
-            Launcher::Native => Command::new(bootstrap),
-            Launcher::Qemu { emulator, sysroot } => {
-                let mut command = Command::new(emulator);
-                command.args(["-L", sysroot]).arg(bootstrap);
-                command
-            }
-        }
-    }
-}
-
 /// A child process with its output in a log file, killed on drop.
-struct Process(Child);
+pub(crate) struct Process(Child);
 
 impl Process {
-    fn spawn(command: &mut Command, log: &Path) -> Result<Self> {
+    pub(crate) fn spawn(command: &mut Command, log: &Path) -> Result<Self> {
         let file = std::fs::File::create(log)
             .with_context(|| format!("cannot create {}", log.display()))?;
         let child = command
@@ -475,7 +441,7 @@ fn invoke(
     }
 }
 
-fn wait_for_port(port: u16, log: &Path) -> Result<()> {
+pub(crate) fn wait_for_port(port: u16, log: &Path) -> Result<()> {
     let started = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if started.elapsed() > Duration::from_secs(60) {
@@ -489,7 +455,7 @@ fn wait_for_port(port: u16, log: &Path) -> Result<()> {
     Ok(())
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())

@@ -231,7 +231,7 @@ pub(crate) fn install_moto(root: &Path) -> Result<PathBuf> {
     Ok(venv.join("bin/moto_server"))
 }
 
-fn redis_ready() -> bool {
+pub(crate) fn redis_ready() -> bool {
     exchange(REDIS_PORT, b"PING\r\n").is_some_and(|answer| answer.starts_with("+PONG"))
 }
 

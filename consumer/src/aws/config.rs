@@ -32,6 +32,11 @@ pub struct ConsumerConfig {
     #[arg(long, env = "DYNAMODB_TABLE")]
     pub dynamodb_table: String,
 
+    /// Programs whose DynamoDB transactions are in flight at once while a batch is
+    /// written (the transactions of one program run in order).
+    #[arg(long, env = "DYNAMODB_WRITE_CONCURRENCY", default_value_t = crate::aws::dynamodb::DEFAULT_WRITE_CONCURRENCY)]
+    pub dynamodb_write_concurrency: usize,
+
     /// Redis holding the core data; without `REDIS_URL` no core data is updated and
     /// plugins' lookups find nothing.
     #[command(flatten)]
@@ -97,6 +102,30 @@ pub enum ConsumerCommand {
     },
 }
 
+/// `adtrack-consumer precompile` (hidden; run by `cargo xtask package`): the plugins of a
+/// pipeline file compiled into `.cwasm` artifacts with this binary's engine configuration.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "adtrack-consumer precompile")]
+pub struct PrecompileArgs {
+    /// The pipeline file whose plugins are compiled.
+    #[arg(
+        long = "pipeline",
+        env = "PIPELINE_FILE",
+        default_value = "pipeline.toml"
+    )]
+    pub pipeline_file: PathBuf,
+
+    /// Where the artifacts go; by default `plugin-artifacts/` beside the pipeline file,
+    /// where the function looks for them first.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl PrecompileArgs {
+    /// The name of the subcommand, as the first argument.
+    pub const COMMAND: &str = "precompile";
+}
+
 impl ConsumerConfig {
     /// The bucket large dead letters go to: `DEAD_LETTER_BUCKET`, else `PLUGIN_BUCKET`.
     pub fn large_letter_bucket(&self) -> Option<&str> {
@@ -112,6 +141,11 @@ impl ConsumerConfig {
             !self.dynamodb_table.trim().is_empty(),
             "DYNAMODB_TABLE",
             "must name a table",
+        )?;
+        ensure(
+            (1..=64).contains(&self.dynamodb_write_concurrency),
+            "DYNAMODB_WRITE_CONCURRENCY",
+            "must be 1 to 64",
         )?;
         self.redis.validate()?;
         self.registry.validate()?;
@@ -193,6 +227,11 @@ mod tests {
         assert_eq!(config.validate().unwrap_err().setting, "REDIS_URL");
         let config = parse(&["--dynamodb-table", " "]);
         assert_eq!(config.validate().unwrap_err().setting, "DYNAMODB_TABLE");
+        let config = parse(&["--dynamodb-table", "t", "--dynamodb-write-concurrency", "0"]);
+        assert_eq!(
+            config.validate().unwrap_err().setting,
+            "DYNAMODB_WRITE_CONCURRENCY"
+        );
         let config = parse(&[
             "--dynamodb-table",
             "events",

@@ -8,6 +8,11 @@
 //! others are written again without them. A call refused for a permanent reason (an
 //! item over 400 KB) is split until the event at fault is alone; it is then reported
 //! as a permanent failure, for the dead-letter queue.
+//!
+//! The programs of a batch are written concurrently, up to a bound
+//! (`DYNAMODB_WRITE_CONCURRENCY`); the transactions of one program run one after the
+//! other, since two at once would touch its counter together and cancel each other
+//! (`TransactionConflict`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -18,6 +23,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use contract::attribute;
+use futures::{StreamExt, TryStreamExt, stream};
 use retry_policy::aws::{failure, kind_of_code};
 use retry_policy::{ClassifiedError, Classify, Delays, ErrorKind, RetryPolicy};
 
@@ -25,6 +31,9 @@ use crate::store::{EventStore, StoredEvent, WriteReport, program_of};
 
 /// Most actions one `TransactWriteItems` call takes.
 pub const TRANSACTION_LIMIT: usize = 100;
+
+/// Programs whose transactions are in flight at once, unless configured otherwise.
+pub const DEFAULT_WRITE_CONCURRENCY: usize = 8;
 
 /// The id of a program's counter item: `program#{programId}` (event ids never hold `#`).
 pub fn counter_id(program_id: &str) -> String {
@@ -81,6 +90,7 @@ pub struct DynamoDbStore {
     client: Client,
     table: String,
     retry: RetryPolicy,
+    write_concurrency: usize,
 }
 
 impl DynamoDbStore {
@@ -90,7 +100,15 @@ impl DynamoDbStore {
             client,
             table: table.into(),
             retry: RetryPolicy::default(),
+            write_concurrency: DEFAULT_WRITE_CONCURRENCY,
         }
+    }
+
+    /// Sets how many programs' transactions may be in flight at once (at least one;
+    /// one writes the programs one after the other).
+    pub fn with_write_concurrency(mut self, programs: usize) -> Self {
+        self.write_concurrency = programs.max(1);
+        self
     }
 
     /// Replaces the retry policy for unprocessed items and retryable failures.
@@ -102,6 +120,15 @@ impl DynamoDbStore {
     /// The table written to.
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// [`Self::write_program`], with the program it wrote.
+    async fn write_lane<'e>(
+        &self,
+        program: Option<&'e str>,
+        events: Vec<&'e StoredEvent>,
+    ) -> (Option<&'e str>, WriteReport) {
+        (program, self.write_program(program, events).await)
     }
 
     /// Writes the events of one program (or of none), a transaction at a time.
@@ -273,34 +300,38 @@ impl DynamoDbStore {
         }
     }
 
-    /// Each program's count, read consistently after the writes.
+    /// Each program's count, read consistently after the writes (concurrently, within
+    /// the same bound as the writes).
     async fn read_counts(
         &self,
         programs: impl Iterator<Item = &str>,
     ) -> Result<BTreeMap<String, u64>, (String, ClassifiedError)> {
-        let mut counts = BTreeMap::new();
-        for program in programs {
-            let output = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .key(item::ID, AttributeValue::S(counter_id(program)))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|error| {
-                    (
-                        program.to_owned(),
-                        failure(&format!("GetItem on {}", self.table), error),
-                    )
-                })?;
-            let count = match output.item().and_then(|item| item.get(item::EVENT_COUNT)) {
-                Some(AttributeValue::N(count)) => count.parse().unwrap_or(0),
-                _ => 0,
-            };
-            counts.insert(program.to_owned(), count);
-        }
-        Ok(counts)
+        // The futures are made first (they start when polled), so that no closure
+        // borrows across the stream.
+        let reads: Vec<_> = programs.map(|program| self.read_count(program)).collect();
+        stream::iter(reads)
+            .buffer_unordered(self.write_concurrency)
+            .try_collect()
+            .await
+    }
+
+    /// One program's count, read consistently.
+    async fn read_count(&self, program: &str) -> Result<(String, u64), (String, ClassifiedError)> {
+        let failed = |error| (program.to_owned(), error);
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(item::ID, AttributeValue::S(counter_id(program)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| failed(failure(&format!("GetItem on {}", self.table), error)))?;
+        let count = match output.item().and_then(|item| item.get(item::EVENT_COUNT)) {
+            Some(AttributeValue::N(count)) => count.parse().unwrap_or(0),
+            _ => 0,
+        };
+        Ok((program.to_owned(), count))
     }
 }
 
@@ -326,14 +357,17 @@ fn split<'e>(
 #[async_trait]
 impl EventStore for DynamoDbStore {
     async fn put(&self, events: &[StoredEvent]) -> WriteReport {
-        let mut by_program: BTreeMap<Option<&str>, Vec<&StoredEvent>> = BTreeMap::new();
-        for event in events {
-            by_program.entry(program_of(event)).or_default().push(event);
-        }
+        let writes: Vec<_> = lanes(events)
+            .into_iter()
+            .map(|(program, events)| self.write_lane(program, events))
+            .collect();
+        let written: Vec<_> = stream::iter(writes)
+            .buffered(self.write_concurrency)
+            .collect()
+            .await;
         let mut report = WriteReport::default();
         let mut counted: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for (program, events) in by_program {
-            let written = self.write_program(program, events).await;
+        for (program, written) in written {
             if let Some(program) = program {
                 let ids = counted.entry(program).or_default();
                 ids.extend(written.stored.iter().chain(&written.duplicates).cloned());
@@ -363,6 +397,28 @@ impl EventStore for DynamoDbStore {
         }
         report
     }
+}
+
+/// The writes of a batch that may run at the same time: the events of each program
+/// (whose transactions share its counter item, so they run in order), and the events
+/// of no program, which touch no counter, a transaction's worth each.
+fn lanes(events: &[StoredEvent]) -> Vec<(Option<&str>, Vec<&StoredEvent>)> {
+    let mut by_program: BTreeMap<Option<&str>, Vec<&StoredEvent>> = BTreeMap::new();
+    for event in events {
+        by_program.entry(program_of(event)).or_default().push(event);
+    }
+    let mut lanes = Vec::with_capacity(by_program.len());
+    for (program, events) in by_program {
+        match program {
+            Some(_) => lanes.push((program, events)),
+            None => lanes.extend(
+                events
+                    .chunks(TRANSACTION_LIMIT - 1)
+                    .map(|chunk| (None, chunk.to_vec())),
+            ),
+        }
+    }
+    lanes
 }
 
 /// The item for `event` (layout in the crate README).

@@ -50,7 +50,10 @@ pub async fn aws_consumer(config: &ConsumerConfig) -> Result<(Consumer, InitRepo
         }
     };
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-    let store = Arc::new(DynamoDbStore::new(dynamodb.clone(), &config.dynamodb_table));
+    let store = Arc::new(
+        DynamoDbStore::new(dynamodb.clone(), &config.dynamodb_table)
+            .with_write_concurrency(config.dynamodb_write_concurrency),
+    );
     let attempts = Arc::new(DynamoDbAttempts::new(dynamodb, &config.dynamodb_table));
     let backends = started.elapsed();
     let (lookup, updates): (Arc<dyn CoreDataLookup>, Arc<dyn CoreDataUpdates>) = match redis {

@@ -100,3 +100,37 @@ async fn an_item_over_the_size_limit_fails_alone_and_permanently() {
     assert_eq!(report.counts[&program], 2);
     assert!(item_of(&client, &table, "huge").await.is_none());
 }
+
+#[tokio::test]
+async fn programs_written_concurrently_are_each_counted_exactly_under_redelivery() {
+    let (store, _, _) = store().await;
+    let store = store.with_write_concurrency(4);
+    let programs: Vec<String> = (0..6).map(|_| unique_program_id()).collect();
+    // 150 events per program: two transactions each, which share the program's counter.
+    let batch: Vec<StoredEvent> = (0..150)
+        .flat_map(|n| {
+            programs
+                .iter()
+                .map(move |program| stored(&format!("{program}-{n}"), program, Vec::new()))
+        })
+        .collect();
+    let first = store.put(&batch).await;
+    assert!(first.failed.is_empty(), "{:?}", first.failed);
+    assert_eq!(first.stored.len(), 900);
+    let expected: BTreeMap<String, u64> = programs.iter().map(|p| (p.clone(), 150)).collect();
+    assert_eq!(first.counts, expected);
+
+    // The batch redelivered with one new event per program: only those are counted.
+    let mut again = batch.clone();
+    again.extend(
+        programs
+            .iter()
+            .map(|program| stored(&format!("{program}-new"), program, Vec::new())),
+    );
+    let second = store.put(&again).await;
+    assert!(second.failed.is_empty(), "{:?}", second.failed);
+    assert_eq!(second.stored.len(), 6);
+    assert_eq!(second.duplicates.len(), 900);
+    let expected: BTreeMap<String, u64> = programs.iter().map(|p| (p.clone(), 151)).collect();
+    assert_eq!(second.counts, expected);
+}

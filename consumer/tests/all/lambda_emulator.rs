@@ -440,6 +440,8 @@ async fn the_function_reports_exactly_the_records_to_redeliver_as_batch_item_fai
 /// The deployable artifact itself: the zip that `cargo xtask package` builds
 /// (`LAMBDA_PACKAGE`, set by `cargo xtask test`), unpacked as Lambda unpacks it into
 /// `/var/task`, runs `bootstrap` with its own `pipeline.toml` and handles the mixed batch.
+/// As on a real cold start the artifact cache (`/tmp`) is empty: every plugin is loaded
+/// from the precompiled artifacts in the package, and nothing is compiled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_packaged_bootstrap_answers_an_invoke() {
     let package = PathBuf::from(std::env::var("LAMBDA_PACKAGE").unwrap_or_else(|_| {
@@ -450,17 +452,68 @@ async fn the_packaged_bootstrap_answers_an_invoke() {
     }));
     let task_dir = tempfile::tempdir().unwrap();
     unpack(&package, task_dir.path());
+    let empty_tmp = tempfile::tempdir().unwrap();
     let mut backends = backends().await;
     for (name, value) in &mut backends.env {
-        if *name == "PIPELINE_FILE" {
-            *value = task_dir.path().join("pipeline.toml").display().to_string();
+        match *name {
+            "PIPELINE_FILE" => {
+                *value = task_dir.path().join("pipeline.toml").display().to_string();
+            }
+            "PLUGIN_CACHE_DIR" => *value = empty_tmp.path().display().to_string(),
+            _ => {}
         }
     }
     let port = free_port();
     let bootstrap = task_dir.path().join("bootstrap");
-    let watch = start_watch(&bootstrap, port, &backends.env, watch_log());
+    let log = watch_log();
+    let watch = start_watch(&bootstrap, port, &backends.env, log.clone());
     let watch = a_mixed_batch_is_stored_or_dead_lettered(&mut backends, watch, port).await;
     drop(watch);
+    let log = without_colours(&std::fs::read_to_string(&log).unwrap());
+    let init = log
+        .lines()
+        .find(|line| line.contains("consumer initialised"))
+        .unwrap_or_else(|| panic!("no init report in the log:\n{log}"));
+    assert!(init.contains("all_from_package=true"), "{init}\n{log}");
+    let compiled: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("plugin loaded") && !line.contains("origin=\"package\""))
+        .collect();
+    assert_eq!(
+        compiled,
+        Vec::<&str>::new(),
+        "loaded other than from the package"
+    );
+    let cached: Vec<_> = std::fs::read_dir(empty_tmp.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "cwasm"))
+        .map(|entry| entry.path())
+        .collect();
+    assert_eq!(
+        cached,
+        Vec::<std::path::PathBuf>::new(),
+        "nothing was compiled into /tmp"
+    );
+}
+
+/// `text` without the ANSI colour codes of the function's text log.
+fn without_colours(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An escape sequence ends with its first letter (`m` for colours).
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
 }
 
 /// Unpacks `package` into `dir`, checking that it holds an executable `bootstrap` and the

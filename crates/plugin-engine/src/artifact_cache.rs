@@ -1,62 +1,82 @@
 //! Precompiled `.cwasm` artifacts on disk, keyed by plugin version and engine settings,
-//! so that a cold start (e.g. a Lambda init) skips compilation.
+//! so that a cold start (e.g. a Lambda init) skips compilation: a read-only directory
+//! shipped with the binary (the Lambda package, the container image), then a writable
+//! cache directory that this process fills.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::version::PluginVersion;
 
-/// A directory of precompiled plugin artifacts. Only this process (or a trusted
-/// build step) may write to it: artifacts are native code loaded without validation.
+/// Where a precompiled artifact was loaded from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArtifactSource {
+    /// The read-only directory shipped with the binary
+    /// ([`crate::EngineConfig::packaged_artifact_dir`]).
+    Package,
+    /// The writable cache ([`crate::EngineConfig::artifact_cache_dir`]).
+    Cache,
+}
+
+/// The artifact directories of an engine. Only this process (or a trusted build step)
+/// may write to them: artifacts are native code loaded without validation.
 pub(crate) struct ArtifactCache {
-    dir: PathBuf,
+    packaged: Option<PathBuf>,
+    writable: Option<PathBuf>,
     engine_fingerprint: String,
 }
 
 impl ArtifactCache {
-    pub(crate) fn new(dir: PathBuf, engine: &Engine) -> Self {
-        let mut hasher = DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        Self {
-            dir,
-            engine_fingerprint: format!("{:016x}", hasher.finish()),
-        }
-    }
-
-    fn path(&self, version: PluginVersion) -> PathBuf {
-        self.dir
-            .join(format!("{version}-{}.cwasm", self.engine_fingerprint))
-    }
-
-    /// The cached artifact for `version`, if one exists and this engine accepts it.
-    pub(crate) fn load(&self, engine: &Engine, version: PluginVersion) -> Option<Component> {
-        let path = self.path(version);
-        if !path.exists() {
+    /// `None` when neither directory is set.
+    pub(crate) fn new(
+        packaged: Option<PathBuf>,
+        writable: Option<PathBuf>,
+        engine: &Engine,
+    ) -> Option<Self> {
+        if packaged.is_none() && writable.is_none() {
             return None;
         }
-        // The one unsafe call of the workspace (`unsafe_code` is denied elsewhere).
-        // SAFETY: the cache directory is written only by `store` below (or a trusted
-        // build step) with artifacts that this engine configuration produced;
-        // wasmtime still checks the engine compatibility header before use.
-        #[allow(unsafe_code)]
-        let loaded = unsafe { Component::deserialize_file(engine, &path) };
-        match loaded {
-            Ok(component) => Some(component),
-            Err(error) => {
-                tracing::warn!(path = %path.display(), error = %format!("{error:#}"), "ignoring unusable cached artifact");
-                None
-            }
-        }
+        let mut hasher = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        Some(Self {
+            packaged,
+            writable,
+            engine_fingerprint: format!("{:016x}", hasher.finish()),
+        })
     }
 
-    /// Saves `component` as the artifact of `version`; failures are logged, not fatal.
+    fn path(&self, dir: &Path, version: PluginVersion) -> PathBuf {
+        dir.join(format!("{version}-{}.cwasm", self.engine_fingerprint))
+    }
+
+    /// The artifact for `version` that this engine accepts, from the package first,
+    /// then from the cache. An artifact of another engine configuration has another
+    /// name and is not looked at; one whose header wasmtime refuses is skipped.
+    pub(crate) fn load(
+        &self,
+        engine: &Engine,
+        version: PluginVersion,
+    ) -> Option<(Component, ArtifactSource)> {
+        let layers = [
+            (&self.packaged, ArtifactSource::Package),
+            (&self.writable, ArtifactSource::Cache),
+        ];
+        layers.into_iter().find_map(|(dir, source)| {
+            let path = self.path(dir.as_deref()?, version);
+            Some((load_file(engine, &path)?, source))
+        })
+    }
+
+    /// Saves `component` as the artifact of `version` in the writable cache (if any);
+    /// failures are logged, not fatal.
     pub(crate) fn store(&self, version: PluginVersion, component: &Component) {
-        let path = self.path(version);
+        let Some(dir) = &self.writable else { return };
+        let path = self.path(dir, version);
         let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(&self.dir)?;
+            std::fs::create_dir_all(dir)?;
             let bytes = component
                 .serialize()
                 .map_err(|error| std::io::Error::other(format!("{error:#}")))?;
@@ -66,6 +86,26 @@ impl ArtifactCache {
         };
         if let Err(error) = write() {
             tracing::warn!(path = %path.display(), %error, "cannot cache precompiled plugin");
+        }
+    }
+}
+
+/// The artifact at `path`, if it exists and wasmtime accepts its header.
+fn load_file(engine: &Engine, path: &Path) -> Option<Component> {
+    if !path.exists() {
+        return None;
+    }
+    // The one unsafe call of the workspace (`unsafe_code` is denied elsewhere).
+    // SAFETY: the artifact directories are written only by `store` above (or a trusted
+    // build step running it) with artifacts that this engine configuration produced;
+    // wasmtime still checks the engine compatibility header before use.
+    #[allow(unsafe_code)]
+    let loaded = unsafe { Component::deserialize_file(engine, path) };
+    match loaded {
+        Ok(component) => Some(component),
+        Err(error) => {
+            tracing::warn!(path = %path.display(), error = %format!("{error:#}"), "ignoring unusable precompiled artifact");
+            None
         }
     }
 }

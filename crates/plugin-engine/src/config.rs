@@ -18,6 +18,9 @@ pub struct EngineConfig {
     pub fuel_metering: bool,
     /// Where precompiled `.cwasm` artifacts are cached; `None` compiles every time.
     pub artifact_cache_dir: Option<PathBuf>,
+    /// A read-only directory of precompiled artifacts shipped with the binary (the
+    /// Lambda package, the container image), looked up before `artifact_cache_dir`.
+    pub packaged_artifact_dir: Option<PathBuf>,
     /// Largest component accepted, in bytes.
     pub max_component_bytes: usize,
     /// How long a call waits for a free instance when the pool is in full use before
@@ -36,6 +39,7 @@ impl Default for EngineConfig {
             epoch_tick: Duration::from_millis(5),
             fuel_metering: false,
             artifact_cache_dir: None,
+            packaged_artifact_dir: None,
             max_component_bytes: 64 << 20,
             instance_wait: Duration::from_millis(200),
             compile_timeout: Duration::from_secs(120),

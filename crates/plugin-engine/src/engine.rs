@@ -9,7 +9,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::artifact_cache::ArtifactCache;
+use crate::artifact_cache::{ArtifactCache, ArtifactSource};
 use crate::bindings::{Plugin, PluginPre};
 use crate::capabilities::{Grant, first_denied_import};
 use crate::config::{EngineConfig, PluginLimits};
@@ -61,6 +61,8 @@ pub struct PluginReport {
     pub contract: Option<semver::Version>,
     /// Whether the code was compiled now or loaded precompiled.
     pub origin: LoadOrigin,
+    /// Where the precompiled artifact came from; `None` when compiled now.
+    pub artifact: Option<ArtifactSource>,
 }
 
 /// How a plugin's machine code was obtained.
@@ -101,10 +103,11 @@ impl PluginEngine {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(setup_error)?;
         Plugin::add_to_linker::<_, HasSelf<SandboxState>>(&mut linker, |state| state)
             .map_err(setup_error)?;
-        let cache = config
-            .artifact_cache_dir
-            .as_ref()
-            .map(|dir| ArtifactCache::new(dir.clone(), &engine));
+        let cache = ArtifactCache::new(
+            config.packaged_artifact_dir.clone(),
+            config.artifact_cache_dir.clone(),
+            &engine,
+        );
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
         let instances = Arc::new(Semaphore::new(config.max_concurrent_instances as usize));
         let idle_places = Arc::new(Semaphore::new(config.reuse.max_idle as usize));
@@ -181,7 +184,7 @@ impl PluginEngine {
     ) -> Result<CompiledPlugin, EngineError> {
         self.check_size(name, bytes.len())?;
         let version = PluginVersion::of(bytes);
-        let (component, origin) = self.component(name, version, bytes)?;
+        let (component, origin, artifact) = self.component(name, version, bytes)?;
         let engine = &self.inner.engine;
         let component_type = component.component_type();
         let imports: Vec<String> = component_type
@@ -234,6 +237,7 @@ impl PluginEngine {
                 exports,
                 contract,
                 origin,
+                artifact,
             }),
         })
     }
@@ -290,15 +294,16 @@ impl PluginEngine {
         name: &str,
         version: PluginVersion,
         bytes: &[u8],
-    ) -> Result<(Component, LoadOrigin), EngineError> {
+    ) -> Result<(Component, LoadOrigin, Option<ArtifactSource>), EngineError> {
         let started = Instant::now();
-        if let Some(component) = self
+        if let Some((component, source)) = self
             .inner
             .cache
             .as_ref()
             .and_then(|cache| cache.load(&self.inner.engine, version))
         {
-            return Ok((component, LoadOrigin::Precompiled(started.elapsed())));
+            let origin = LoadOrigin::Precompiled(started.elapsed());
+            return Ok((component, origin, Some(source)));
         }
         let component =
             Component::new(&self.inner.engine, bytes).map_err(|error| EngineError::Compile {
@@ -309,7 +314,7 @@ impl PluginEngine {
         if let Some(cache) = &self.inner.cache {
             cache.store(version, &component);
         }
-        Ok((component, origin))
+        Ok((component, origin, None))
     }
 }
 

@@ -24,6 +24,7 @@ mod registry;
 mod sandbox;
 mod version;
 
+pub use artifact_cache::ArtifactSource;
 pub use capabilities::Grant;
 pub use chain::{ChainOutcome, Outcome, PluginChain, PluginRef};
 pub use config::{EngineConfig, InstanceReuse, PluginLimits};

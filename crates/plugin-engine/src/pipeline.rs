@@ -30,6 +30,9 @@ use crate::core_data::CoreDataLookup;
 use crate::error::EngineError;
 use crate::registry::{PluginRegistry, PluginSettings};
 
+/// The directory beside a pipeline file that holds its plugins' precompiled artifacts.
+const PACKAGED_ARTIFACT_DIR: &str = "plugin-artifacts";
+
 /// Which binary a chain belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
@@ -173,6 +176,16 @@ impl PipelineFile {
             Side::Host => &self.host,
             Side::Consumer => &self.consumer,
         }
+    }
+
+    /// Where precompiled artifacts of the file's plugins are shipped: `plugin-artifacts/`
+    /// beside the file, as the Lambda package and the container image carry them (see
+    /// [`crate::EngineConfig::packaged_artifact_dir`]).
+    pub fn packaged_artifact_dir(&self) -> PathBuf {
+        self.path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(PACKAGED_ARTIFACT_DIR)
     }
 
     /// Whether any plugin sets a fuel limit (the engine must then meter fuel).

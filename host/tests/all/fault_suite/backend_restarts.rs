@@ -1,7 +1,8 @@
 //! Backends that crash and come back while the load runs and the consumer writes: the
 //! Redis server (core data and counters) is killed and restarted, DynamoDB Local is
-//! killed mid-batch and restarted. Both keep what they acknowledged on disk, as the
-//! managed services do; the pipeline must neither lose nor double-count a record.
+//! stopped mid-batch and restarted. Both keep what they acknowledged on disk, as the
+//! managed services do (DynamoDB Local only when stopped with SIGTERM: see
+//! [`PrivateService::crash`]); the pipeline must neither lose nor double-count a record.
 //! DynamoDB answers slowly (50 ms each way through its proxy), so the consumer is in
 //! the middle of a batch most of the time.
 
@@ -17,7 +18,7 @@ use super::reconcile::Reconciliation;
 /// How long a killed service stays down (DynamoDB Local then takes ~5 s to start).
 const OUTAGE: Duration = Duration::from_secs(3);
 
-/// Runs the load with the consumer polling, kills a service of the world a third of
+/// Runs the load with the consumer polling, crashes a service of the world a third of
 /// the way through, restarts it after [`OUTAGE`], and reconciles.
 async fn crash_and_restart(scenario: &'static str, pick: fn(&mut AwsWorld) -> &mut PrivateService) {
     let mut world = AwsWorld::start().await;
@@ -28,7 +29,7 @@ async fn crash_and_restart(scenario: &'static str, pick: fn(&mut AwsWorld) -> &m
     let consumer = Running::start(poller(&world).await);
     let load = Load::start(&host.url);
     load.until_acknowledged(REQUESTS / 3).await;
-    pick(&mut world).kill();
+    pick(&mut world).crash();
     tokio::time::sleep(OUTAGE).await;
     pick(&mut world).restart().await;
     let report = load.finish().await;
@@ -56,7 +57,7 @@ async fn redis_killed_and_restarted_under_load_loses_and_double_counts_nothing()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_restarted_mid_batch_loses_and_double_stores_nothing() {
     crash_and_restart(
-        "DynamoDB Local killed mid-batch, restarted 3 s later",
+        "DynamoDB Local stopped mid-batch (SIGTERM), restarted 3 s later",
         |world| &mut world.dynamodb,
     )
     .await;

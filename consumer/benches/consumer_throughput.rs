@@ -23,13 +23,11 @@ use adtrack_consumer::dead_letter::JsonLinesDeadLetters;
 use adtrack_consumer::init::load_chain;
 use adtrack_consumer::store::{EmbeddedStore, EventStore};
 use adtrack_consumer::{Consumer, StreamRecord};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use contract::TrackingEvent;
 use core_data::InProcessCoreData;
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use plugin_engine::{Event, NoCoreData};
+use test_support::dynamodb::create_event_table;
 use test_support::repo_root;
 
 /// Programs the records of a batch are spread over.
@@ -114,27 +112,7 @@ fn dynamodb_table(runtime: &tokio::runtime::Runtime) -> Option<(aws_sdk_dynamodb
             .await;
         let client = aws_sdk_dynamodb::Client::new(&config);
         let table = format!("consumer-bench-{}", std::process::id());
-        client
-            .create_table()
-            .table_name(&table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("id")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .expect("attribute"),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("id")
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .expect("key"),
-            )
-            .send()
-            .await
-            .expect("create the bench table in DynamoDB Local");
+        create_event_table(&client, &table).await;
         Some((client, table))
     })
 }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+pub use test_support::dynamodb::create_event_table;
 pub use test_support::{plugin_path, repo_root, unique};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -126,34 +127,6 @@ pub fn program_fields() -> Vec<(&'static str, &'static str)> {
         ("customerId", "4712"),
         ("customerName", "Globex Travel"),
     ]
-}
-
-/// Creates a DynamoDB table keyed by `id` (S) and waits until it is active.
-pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
-    client
-        .create_table()
-        .table_name(table)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("create the DynamoDB table");
 }
 
 /// Every item of `table`: message id → item.

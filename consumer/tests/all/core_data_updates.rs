@@ -28,7 +28,7 @@ async fn stored_events_update_the_program_and_a_subscriber_sees_the_notification
     let emulators = emulators();
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk_config(&emulators.dynamodb).await);
     let table = unique("core-data");
-    create_table(&dynamodb, &table).await;
+    create_event_table(&dynamodb, &table).await;
     let program_id = unique_program_id();
     let mut admin = admin(&emulators.redis_url).await;
     let _: () = admin

@@ -24,7 +24,7 @@ async fn store() -> (DynamoDbStore, aws_sdk_dynamodb::Client, String) {
     let emulators = emulators();
     let client = aws_sdk_dynamodb::Client::new(&sdk_config(&emulators.dynamodb).await);
     let table = unique("store");
-    create_table(&client, &table).await;
+    create_event_table(&client, &table).await;
     (DynamoDbStore::new(client.clone(), &table), client, table)
 }
 

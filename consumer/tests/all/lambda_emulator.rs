@@ -236,7 +236,7 @@ async fn backends() -> Backends {
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk_config(&emulators.dynamodb).await);
     let sqs = aws_sdk_sqs::Client::new(&sdk_config(&emulators.sqs).await);
     let table = unique("lambda-events");
-    create_table(&dynamodb, &table).await;
+    create_event_table(&dynamodb, &table).await;
     let queue_url = sqs
         .create_queue()
         .queue_name(unique("dead-letters"))

@@ -28,7 +28,7 @@ async fn setup() -> Setup {
     let emulators = emulators();
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk_config(&emulators.dynamodb).await);
     let table = unique("replayed");
-    create_table(&dynamodb, &table).await;
+    create_event_table(&dynamodb, &table).await;
     let sqs = aws_sdk_sqs::Client::new(&sdk_config(&emulators.sqs).await);
     let queue_url = sqs
         .create_queue()

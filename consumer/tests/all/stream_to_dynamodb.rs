@@ -50,7 +50,7 @@ async fn events_put_on_the_stream_are_stored_exactly_once_even_when_delivered_tw
     let stream = unique("events");
     let table = unique("tracking-events");
     create_stream(&kinesis, &stream, 2).await;
-    create_table(&dynamodb, &table).await;
+    create_event_table(&dynamodb, &table).await;
 
     let redis = RedisCoreData::connect(
         &emulators.redis_url.as_str().into(),

@@ -6,6 +6,7 @@
 //! function under the Runtime API emulator.
 #![deny(missing_docs)]
 
+pub mod dynamodb;
 mod fault_proxy;
 mod host;
 mod lambda;

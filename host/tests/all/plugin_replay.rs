@@ -13,6 +13,17 @@ use crate::common::{
     create_stream, kinesis_client, plugin_path, repo_root, service_env, start_host,
 };
 
+/// The candidate's place in the replays below: `validate-tracking`'s, in the consumer
+/// chain of the repository's pipeline file.
+const IN_THE_CONSUMER_CHAIN: [&str; 6] = [
+    "--pipeline",
+    "pipeline.toml",
+    "--side",
+    "consumer",
+    "--plugin",
+    "validate-tracking",
+];
+
 fn replay(args: &[&str]) -> Output {
     plugin_command(&[&["replay"], args].concat(), &[])
 }
@@ -74,15 +85,7 @@ async fn a_replayed_stream_range_reports_counts_and_diffs_and_replays_identicall
     let log = host.stream_log().display().to_string();
     let capture = dir.path().join("capture.jsonl").display().to_string();
     let candidate = plugin_path("tracking").display().to_string();
-    let chain = [
-        candidate.as_str(),
-        "--pipeline",
-        "pipeline.toml",
-        "--side",
-        "consumer",
-        "--plugin",
-        "validate-tracking",
-    ];
+    let chain = [&[candidate.as_str()][..], &IN_THE_CONSUMER_CHAIN].concat();
 
     let live = json(&replay(
         &[
@@ -272,15 +275,9 @@ async fn a_kinesis_shard_range_is_replayed_from_the_sequence_numbers_given() {
     let endpoint = Path::new(&endpoint);
     let replay_shard = |range: &[&str]| {
         let args = [
+            &["replay", candidate.as_str()],
+            &IN_THE_CONSUMER_CHAIN[..],
             &[
-                "replay",
-                candidate.as_str(),
-                "--pipeline",
-                "pipeline.toml",
-                "--side",
-                "consumer",
-                "--plugin",
-                "validate-tracking",
                 "--kinesis-stream",
                 &stream,
                 "--core-data",

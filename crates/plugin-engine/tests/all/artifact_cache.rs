@@ -1,9 +1,10 @@
 //! Precompiled artifacts: a second engine loads the cached `.cwasm` instead of compiling.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use crate::common::*;
-use plugin_engine::{ArtifactSource, EngineConfig, LoadOrigin, PluginEngine};
+use plugin_engine::{ArtifactSource, CompiledPlugin, EngineConfig, LoadOrigin, PluginEngine};
 
 #[test]
 fn a_second_engine_loads_the_precompiled_artifact() {
@@ -89,19 +90,25 @@ fn precompile_into(
     artifacts[0].clone()
 }
 
+/// `plugin` loaded by a default engine with `package` as its packaged artifacts and
+/// `cache`, if any, as its artifact cache.
+fn load_with_package(package: &Path, cache: Option<&Path>, plugin: &str) -> CompiledPlugin {
+    let engine = PluginEngine::new(EngineConfig {
+        packaged_artifact_dir: Some(package.to_owned()),
+        artifact_cache_dir: cache.map(Path::to_owned),
+        ..EngineConfig::default()
+    })
+    .expect("engine");
+    engine
+        .compile(plugin, &plugin_bytes(plugin), &BTreeSet::new())
+        .expect("the plugin loads or compiles")
+}
+
 #[test]
 fn a_packaged_artifact_is_loaded_first_and_the_cache_is_left_alone() {
     let (package, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     precompile_into(&EngineConfig::default(), package.path(), "enrich");
-    let engine = PluginEngine::new(EngineConfig {
-        packaged_artifact_dir: Some(package.path().to_owned()),
-        artifact_cache_dir: Some(cache.path().to_owned()),
-        ..EngineConfig::default()
-    })
-    .expect("engine");
-    let loaded = engine
-        .compile("enrich", &plugin_bytes("enrich"), &BTreeSet::new())
-        .expect("load");
+    let loaded = load_with_package(package.path(), Some(cache.path()), "enrich");
     assert!(matches!(loaded.report().origin, LoadOrigin::Precompiled(_)));
     assert_eq!(loaded.report().artifact, Some(ArtifactSource::Package));
     assert_eq!(artifacts_in(cache.path()), Vec::<std::path::PathBuf>::new());
@@ -120,15 +127,7 @@ fn an_artifact_of_another_engine_configuration_is_not_used_and_the_plugin_compil
 
     // Named for another engine fingerprint: not looked at.
     let cache = tempfile::tempdir().unwrap();
-    let engine = PluginEngine::new(EngineConfig {
-        packaged_artifact_dir: Some(other.path().to_owned()),
-        artifact_cache_dir: Some(cache.path().to_owned()),
-        ..EngineConfig::default()
-    })
-    .expect("engine");
-    let compiled = engine
-        .compile("filter", &plugin_bytes("filter"), &BTreeSet::new())
-        .expect("compile");
+    let compiled = load_with_package(other.path(), Some(cache.path()), "filter");
     assert!(matches!(compiled.report().origin, LoadOrigin::Compiled(_)));
     assert_eq!(compiled.report().artifact, None);
     assert_eq!(
@@ -147,14 +146,7 @@ fn an_artifact_of_another_engine_configuration_is_not_used_and_the_plugin_compil
             .join(own_artifact.file_name().expect("a file name")),
     )
     .expect("copy");
-    let engine = PluginEngine::new(EngineConfig {
-        packaged_artifact_dir: Some(forged.path().to_owned()),
-        ..EngineConfig::default()
-    })
-    .expect("engine");
-    let compiled = engine
-        .compile("filter", &plugin_bytes("filter"), &BTreeSet::new())
-        .expect("compile");
+    let compiled = load_with_package(forged.path(), None, "filter");
     assert!(matches!(compiled.report().origin, LoadOrigin::Compiled(_)));
     assert_eq!(compiled.report().artifact, None);
 }

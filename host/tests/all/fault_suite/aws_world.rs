@@ -6,13 +6,11 @@ use std::sync::Arc;
 
 use adtrack_consumer::aws::dynamodb::is_event_id;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::config::Credentials;
 use aws_sdk_kinesis::types::{Record, ShardIteratorType};
 use contract::TrackingEvent;
+use test_support::dynamodb::create_event_table;
 use test_support::{FaultProxy, PrivateService, ServiceKind};
 
 use super::consumer::CollectedDeadLetters;
@@ -62,7 +60,7 @@ impl AwsWorld {
             dead_letters: Arc::default(),
         };
         create_stream(&world.kinesis().await, &world.stream, 2).await;
-        create_table(&world.dynamodb_client().await, &world.table).await;
+        create_event_table(&world.dynamodb_client().await, &world.table).await;
         world
     }
 
@@ -227,29 +225,4 @@ pub async fn sdk_config(endpoint: &str) -> SdkConfig {
         .credentials_provider(Credentials::new("test", "test", None, None, "fault-suite"))
         .load()
         .await
-}
-
-/// Creates `table`, keyed by `id` (S) as the consumer's store writes it.
-async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) {
-    client
-        .create_table()
-        .table_name(table)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attribute"),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .expect("key"),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("CreateTable on DynamoDB Local");
 }

@@ -1,5 +1,5 @@
 //! Commands for plugin authors: `plugin new`, `plugin check`, `plugin run`, `plugin test`,
-//! `plugin replay` and `pipeline run`.
+//! `plugin replay`, `pipeline run` and `pipeline precompile`.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -17,6 +17,7 @@ use crate::plugin_new::{self, TemplateLanguage};
 use crate::plugin_test;
 use crate::release_cli::{self, ReleaseCommand};
 use crate::replay::{self, ReplayArgs};
+use crate::service;
 use crate::trace::{self, PluginLogs};
 use crate::views::{EventInput, LineResult, OutcomeView};
 
@@ -107,6 +108,18 @@ pub enum PipelineCommand {
         #[arg(long)]
         trace: bool,
     },
+    /// Compile every plugin of the pipeline file into precompiled artifacts (`.cwasm`)
+    /// for this binary's serving engine, so `serve` loads them instead of compiling (the
+    /// container image's build step). Prints one line per artifact.
+    Precompile {
+        /// The pipeline file.
+        #[arg(long, env = "PIPELINE_FILE", default_value = "pipeline.toml")]
+        pipeline: PathBuf,
+        /// Where the artifacts go; by default `plugin-artifacts/` beside the pipeline
+        /// file, where `serve` looks for them first.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Which chain of the pipeline file to run.
@@ -182,12 +195,15 @@ pub async fn plugin(command: PluginCommand) -> Result<()> {
 /// Runs a `pipeline` subcommand; `plugin_logs` holds the plugins' log lines for
 /// `--trace`.
 pub async fn pipeline(command: PipelineCommand, plugin_logs: PluginLogs) -> Result<()> {
-    let PipelineCommand::Run {
-        pipeline,
-        side,
-        run,
-        trace,
-    } = command;
+    let (pipeline, side, run, trace) = match command {
+        PipelineCommand::Run {
+            pipeline,
+            side,
+            run,
+            trace,
+        } => (pipeline, side, run, trace),
+        PipelineCommand::Precompile { pipeline, out } => return precompile(&pipeline, out),
+    };
     let file = PipelineFile::load(&pipeline)?;
     let engine = PluginEngine::new(EngineConfig {
         fuel_metering: file.needs_fuel(),
@@ -200,6 +216,18 @@ pub async fn pipeline(command: PipelineCommand, plugin_logs: PluginLogs) -> Resu
         return trace_events(&engine, &chain, lookup, &plugin_logs).await;
     }
     run_events(&chain, run.batch_size).await
+}
+
+/// Writes the artifacts of every plugin of the pipeline file for the serving engine.
+fn precompile(pipeline: &Path, out: Option<PathBuf>) -> Result<()> {
+    let file = PipelineFile::load(pipeline)?;
+    let out = out.unwrap_or_else(|| file.packaged_artifact_dir());
+    let engine = PluginEngine::new(service::serving_engine(&file))?;
+    for plugin in file.precompile(&engine, &out)? {
+        let (name, version) = (plugin.name, plugin.version.short());
+        println!("{name} {version} {}", plugin.artifact.display());
+    }
+    Ok(())
 }
 
 /// Reads JSON-lines events from stdin and prints one trace line per event.

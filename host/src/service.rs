@@ -155,12 +155,12 @@ async fn start_releases(
 ) -> Result<Arc<ReleaseRuntime>> {
     let pipeline = PipelineFile::load(&config.plugins.pipeline)?;
     let engine = PluginEngine::new(EngineConfig {
-        fuel_metering: pipeline.needs_fuel(),
+        packaged_artifact_dir: Some(pipeline.packaged_artifact_dir()),
         artifact_cache_dir: config.plugins.plugin_cache_dir.clone(),
         instance_wait: config.plugins.instance_wait(),
         compile_timeout: config.plugins.compile_timeout(),
         reuse: config.plugins.instance_reuse(),
-        ..EngineConfig::default()
+        ..serving_engine(&pipeline)
     })?;
     let registry = config.plugins.registry.open(&config.data_dir).await?;
     let sides: &[Side] = if embedded_consumer {
@@ -192,6 +192,15 @@ async fn start_releases(
     }
     tokio::spawn(releases.clone().follow(announcements, poll, instance));
     Ok(releases)
+}
+
+/// The parts of the serving engine's configuration that its compiled code depends on:
+/// `pipeline precompile` builds the image's artifacts with exactly these.
+pub fn serving_engine(pipeline: &PipelineFile) -> EngineConfig {
+    EngineConfig {
+        fuel_metering: pipeline.needs_fuel(),
+        ..EngineConfig::default()
+    }
 }
 
 /// Core data as the host uses it: the L1 cache over the backend (Redis when

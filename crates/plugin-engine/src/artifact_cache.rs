@@ -39,17 +39,15 @@ impl ArtifactCache {
         if packaged.is_none() && writable.is_none() {
             return None;
         }
-        let mut hasher = DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
         Some(Self {
             packaged,
             writable,
-            engine_fingerprint: format!("{:016x}", hasher.finish()),
+            engine_fingerprint: engine_fingerprint(engine),
         })
     }
 
     fn path(&self, dir: &Path, version: PluginVersion) -> PathBuf {
-        dir.join(format!("{version}-{}.cwasm", self.engine_fingerprint))
+        artifact_path(dir, version, &self.engine_fingerprint)
     }
 
     /// The artifact for `version` that this engine accepts, from the package first,
@@ -75,19 +73,42 @@ impl ArtifactCache {
     pub(crate) fn store(&self, version: PluginVersion, component: &Component) {
         let Some(dir) = &self.writable else { return };
         let path = self.path(dir, version);
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(dir)?;
-            let bytes = component
-                .serialize()
-                .map_err(|error| std::io::Error::other(format!("{error:#}")))?;
-            let partial = path.with_extension(format!("cwasm.{}.partial", std::process::id()));
-            std::fs::write(&partial, bytes)?;
-            std::fs::rename(&partial, &path)
-        };
-        if let Err(error) = write() {
+        if let Err(error) = write_artifact(&path, component) {
             tracing::warn!(path = %path.display(), %error, "cannot cache precompiled plugin");
         }
     }
+}
+
+/// What names the engine configuration in artifact file names: wasmtime's own
+/// compatibility hash (its version, compiler settings and enabled features).
+fn engine_fingerprint(engine: &Engine) -> String {
+    let mut hasher = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+/// Where the artifact of `version` for the engine `fingerprint` lives in `dir`.
+fn artifact_path(dir: &Path, version: PluginVersion, fingerprint: &str) -> PathBuf {
+    dir.join(format!("{version}-{fingerprint}.cwasm"))
+}
+
+/// Where `engine` looks for the artifact of `version` in `dir`.
+pub(crate) fn artifact_path_for(engine: &Engine, dir: &Path, version: PluginVersion) -> PathBuf {
+    artifact_path(dir, version, &engine_fingerprint(engine))
+}
+
+/// Writes `component`'s artifact to `path` atomically (a partial file, then a rename),
+/// creating the directory.
+pub(crate) fn write_artifact(path: &Path, component: &Component) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let bytes = component
+        .serialize()
+        .map_err(|error| std::io::Error::other(format!("{error:#}")))?;
+    let partial = path.with_extension(format!("cwasm.{}.partial", std::process::id()));
+    std::fs::write(&partial, bytes)?;
+    std::fs::rename(&partial, path)
 }
 
 /// The artifact at `path`, if it exists and wasmtime accepts its header.

@@ -1,6 +1,7 @@
 //! The shared wasmtime engine: configuration, compilation, checks against the world.
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::artifact_cache::{ArtifactCache, ArtifactSource};
+use crate::artifact_cache::{self, ArtifactCache, ArtifactSource};
 use crate::bindings::{Plugin, PluginPre};
 use crate::capabilities::{Grant, first_denied_import};
 use crate::config::{EngineConfig, PluginLimits};
@@ -91,6 +92,18 @@ impl CompiledPlugin {
     /// Facts about the component for authors and operators.
     pub fn report(&self) -> &PluginReport {
         &self.report
+    }
+}
+
+impl PluginReport {
+    /// Where the machine code came from (`compiled`, `package` or `cache`) and how
+    /// long loading it took.
+    pub fn loaded(&self) -> (&'static str, Duration) {
+        match (self.origin, self.artifact) {
+            (LoadOrigin::Compiled(took), _) => ("compiled", took),
+            (LoadOrigin::Precompiled(took), Some(ArtifactSource::Package)) => ("package", took),
+            (LoadOrigin::Precompiled(took), _) => ("cache", took),
+        }
     }
 }
 
@@ -240,6 +253,29 @@ impl PluginEngine {
                 artifact,
             }),
         })
+    }
+
+    /// Compiles `bytes` as [`PluginEngine::compile`] does, with the same checks, and
+    /// writes its precompiled artifact into `dir` under the name this engine looks
+    /// for (see [`EngineConfig::packaged_artifact_dir`]); returns the artifact's path.
+    /// A build step runs this with the serving engine's configuration, so the shipped
+    /// artifacts load at start instead of compiling.
+    pub fn precompile(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        grants: &BTreeSet<Grant>,
+        dir: &Path,
+    ) -> Result<PathBuf, EngineError> {
+        let compiled = self.compile(name, bytes, grants)?;
+        let path = artifact_cache::artifact_path_for(&self.inner.engine, dir, compiled.version());
+        artifact_cache::write_artifact(&path, compiled.pre.instance_pre().component()).map_err(
+            |source| EngineError::ArtifactWrite {
+                path: path.clone(),
+                source,
+            },
+        )?;
+        Ok(path)
     }
 
     /// [`PluginEngine::compile`] on a blocking thread, one compilation at a time and

@@ -17,6 +17,14 @@ pub enum EngineError {
         /// The underlying error, kept as the source.
         source: std::io::Error,
     },
+    /// A precompiled artifact could not be written.
+    #[error("cannot write the precompiled artifact {path}: {source}")]
+    ArtifactWrite {
+        /// The artifact's path.
+        path: PathBuf,
+        /// The underlying error, kept as the source.
+        source: std::io::Error,
+    },
     /// The pipeline file is malformed or inconsistent.
     #[error("invalid pipeline file {path}: {reason}")]
     Pipeline {

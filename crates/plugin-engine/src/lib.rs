@@ -32,6 +32,6 @@ pub use core_data::{CoreDataLookup, CoreRecord, LookupError, NoCoreData, StaticC
 pub use engine::{CompiledPlugin, LoadOrigin, PluginEngine, PluginReport};
 pub use error::{CallFailure, EngineError};
 pub use event::Event;
-pub use pipeline::{PipelineFile, PluginDeclaration, Side};
+pub use pipeline::{PipelineFile, PluginDeclaration, PrecompiledPlugin, Side};
 pub use registry::{PluginRegistry, PluginSettings, PluginStatus, RegisteredPlugin, SwapReport};
 pub use version::PluginVersion;

@@ -27,8 +27,10 @@ use crate::capabilities::Grant;
 use crate::chain::PluginChain;
 use crate::config::PluginLimits;
 use crate::core_data::CoreDataLookup;
+use crate::engine::PluginEngine;
 use crate::error::EngineError;
 use crate::registry::{PluginRegistry, PluginSettings};
+use crate::version::PluginVersion;
 
 /// The directory beside a pipeline file that holds its plugins' precompiled artifacts.
 const PACKAGED_ARTIFACT_DIR: &str = "plugin-artifacts";
@@ -53,6 +55,17 @@ pub struct PipelineFile {
     pub host: Vec<String>,
     /// The consumer chain, in order.
     pub consumer: Vec<String>,
+}
+
+/// One plugin compiled into an artifact by [`PipelineFile::precompile`].
+#[derive(Clone, Debug)]
+pub struct PrecompiledPlugin {
+    /// Plugin name.
+    pub name: String,
+    /// Its version (sha256 of the component).
+    pub version: PluginVersion,
+    /// The artifact written.
+    pub artifact: PathBuf,
 }
 
 /// A plugin as declared in the pipeline file.
@@ -195,6 +208,35 @@ impl PipelineFile {
             .any(|plugin| plugin.settings.limits.fuel.is_some())
     }
 
+    /// Compiles every plugin the file declares with `engine` and writes its artifact
+    /// into `dir` (at build time, usually [`PipelineFile::packaged_artifact_dir`]); one
+    /// entry per plugin, in name order. A plugin that fails its checks stops the build.
+    pub fn precompile(
+        &self,
+        engine: &PluginEngine,
+        dir: &Path,
+    ) -> Result<Vec<PrecompiledPlugin>, EngineError> {
+        self.plugins
+            .iter()
+            .map(|(name, declaration)| {
+                let bytes = self.read_component(declaration)?;
+                let artifact = engine.precompile(name, &bytes, &declaration.settings.grants, dir)?;
+                Ok(PrecompiledPlugin {
+                    name: name.clone(),
+                    version: PluginVersion::of(&bytes),
+                    artifact,
+                })
+            })
+            .collect()
+    }
+
+    fn read_component(&self, declaration: &PluginDeclaration) -> Result<Vec<u8>, EngineError> {
+        std::fs::read(&declaration.path).map_err(|source| EngineError::Read {
+            path: declaration.path.clone(),
+            source,
+        })
+    }
+
     /// Registers every plugin `side` uses (not yet registered) and returns its chain.
     pub fn build_chain(
         &self,
@@ -208,11 +250,7 @@ impl PipelineFile {
                 Ok(plugin) => plugin,
                 Err(_) => {
                     let declaration = &self.plugins[name];
-                    let bytes =
-                        std::fs::read(&declaration.path).map_err(|source| EngineError::Read {
-                            path: declaration.path.clone(),
-                            source,
-                        })?;
+                    let bytes = self.read_component(declaration)?;
                     registry.register(name, declaration.settings.clone(), &bytes)?
                 }
             };

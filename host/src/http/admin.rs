@@ -147,7 +147,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<PluginsResponse>
         .iter()
         .filter_map(|name| {
             let plugin = side.plugins.get(name)?;
-            let size_bytes = chain
+            let report = chain
                 .and_then(|chain| {
                     chain
                         .active()
@@ -155,8 +155,9 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<PluginsResponse>
                         .iter()
                         .find(|step| &**step.name() == name)
                 })
-                .map(|step| step.active().report().size_bytes)
-                .unwrap_or_default();
+                .map(|step| step.active().report().clone());
+            let size_bytes = report.as_ref().map_or(0, |report| report.size_bytes);
+            let (loaded_from, load_time) = report.as_ref().map_or(("unknown", Duration::ZERO), |report| report.loaded());
             let mut previous = Vec::new();
             for release in history.iter().rev() {
                 if let Some(earlier) = release.side(Side::Host).plugins.get(name)
@@ -170,6 +171,8 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<PluginsResponse>
                 name: name.clone(),
                 version: plugin.version.to_string(),
                 size_bytes,
+                loaded_from,
+                load_ms: load_time.as_secs_f64() * 1e3,
                 previous,
             })
         })

@@ -134,14 +134,14 @@ pub struct ActivePlugin {
 }
 
 /// `GET /admin/plugins`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PluginsResponse {
     /// Every plugin.
     pub plugins: Vec<PluginEntry>,
 }
 
 /// One plugin of `GET /admin/plugins`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PluginEntry {
     /// Plugin name.
@@ -150,6 +150,11 @@ pub struct PluginEntry {
     pub version: String,
     /// Size of the active component.
     pub size_bytes: usize,
+    /// Where this task got the active version's machine code: `package` (the image's
+    /// precompiled artifacts), `cache` or `compiled`.
+    pub loaded_from: &'static str,
+    /// How long loading (or compiling) it took, in milliseconds.
+    pub load_ms: f64,
     /// Versions available for rollback, newest first.
     pub previous: Vec<String>,
 }

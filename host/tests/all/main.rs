@@ -15,4 +15,5 @@ mod kinesis_stream;
 mod language_hot_swap;
 mod plugin_cli;
 mod plugin_replay;
+mod precompiled_artifacts;
 mod redis_core_data;

@@ -379,6 +379,10 @@ fn wasmtime_config(config: &EngineConfig) -> Config {
         .async_stack_keep_resident(KEEP_RESIDENT_BYTES);
     let mut wasmtime = Config::new();
     wasmtime
+        // The contract is WASI 0.2 with synchronous exports: without the component-model
+        // async runtime every call is a plain fiber call, not a task of a concurrent
+        // scheduler (its bookkeeping showed in every call's profile).
+        .concurrency_support(false)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .memory_init_cow(true)
         .epoch_interruption(true)

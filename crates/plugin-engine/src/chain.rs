@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use metrics::{Label, SharedString};
+use metrics::{Counter, Histogram, Label, SharedString};
 
 use crate::bindings::{WitEvent, WitPluginError};
 use crate::core_data::CoreDataLookup;
@@ -172,9 +172,59 @@ struct Step<'c> {
     plugin: &'c Arc<RegisteredPlugin>,
     compiled: Arc<CompiledPlugin>,
     plugin_ref: PluginRef,
-    /// The `plugin` and `version` metric labels, built once per batch.
-    labels: [Label; 2],
+    metrics: CallMetrics,
     instance: Option<PluginInstance>,
+}
+
+/// The plugin's call metrics for one batch: the duration histogram and a counter per
+/// outcome, each registered on first use and then reused for the rest of the batch.
+struct CallMetrics {
+    /// The `plugin` and `version` labels.
+    labels: [Label; 2],
+    duration: Option<Histogram>,
+    calls: Vec<(&'static str, Counter)>,
+}
+
+impl CallMetrics {
+    fn new(plugin: &PluginRef) -> Self {
+        let labels = [
+            Label::new("plugin", SharedString::from(plugin.name.clone())),
+            Label::new(
+                "version",
+                SharedString::from(Arc::<str>::from(plugin.version.short())),
+            ),
+        ];
+        Self {
+            labels,
+            duration: None,
+            calls: Vec::new(),
+        }
+    }
+
+    /// Counts one call with `outcome` and records how long it took.
+    fn record(&mut self, started: Instant, outcome: &'static str) {
+        let labels = &self.labels;
+        self.duration
+            .get_or_insert_with(|| {
+                metrics::histogram!("plugin_call_duration_seconds", labels.to_vec())
+            })
+            .record(started.elapsed().as_secs_f64());
+        let counter = match self.calls.iter().position(|(seen, _)| *seen == outcome) {
+            Some(index) => &self.calls[index].1,
+            None => {
+                let [plugin, version] = &self.labels;
+                let labels = vec![
+                    plugin.clone(),
+                    version.clone(),
+                    Label::new("outcome", outcome),
+                ];
+                let counter = metrics::counter!("plugin_calls_total", labels);
+                self.calls.push((outcome, counter));
+                &self.calls[self.calls.len() - 1].1
+            }
+        };
+        counter.increment(1);
+    }
 }
 
 impl<'c> Step<'c> {
@@ -184,19 +234,12 @@ impl<'c> Step<'c> {
             name: plugin.name().clone(),
             version: compiled.version(),
         };
-        let labels = [
-            Label::new("plugin", SharedString::from(plugin_ref.name.clone())),
-            Label::new(
-                "version",
-                SharedString::from(Arc::<str>::from(plugin_ref.version.short())),
-            ),
-        ];
         Self {
             chain,
             plugin,
             compiled,
+            metrics: CallMetrics::new(&plugin_ref),
             plugin_ref,
-            labels,
             instance: None,
         }
     }
@@ -208,7 +251,7 @@ impl<'c> Step<'c> {
             Ok(instance) => validate_and_transform(instance, event).await,
             Err(StartFailure::Failed(failure)) => Err(failure),
             Err(busy @ StartFailure::Busy(_)) => {
-                self.record(started, "busy");
+                self.metrics.record(started, "busy");
                 return Err(self.unserved(busy));
             }
         };
@@ -219,7 +262,7 @@ impl<'c> Step<'c> {
             Ok(Err(WitPluginError::Fail(_))) => "failed",
             Err(failure) => failure.kind(),
         };
-        self.record(started, label);
+        self.metrics.record(started, label);
         match result {
             Ok(Ok(events)) => Ok(events),
             Ok(Err(error)) => {
@@ -299,21 +342,6 @@ impl<'c> Step<'c> {
                 failure: CallFailure::Reported(reason),
             },
         }
-    }
-
-    fn record(&self, started: Instant, outcome: &'static str) {
-        let [plugin, version] = &self.labels;
-        let calls = vec![
-            plugin.clone(),
-            version.clone(),
-            Label::new("outcome", outcome),
-        ];
-        metrics::counter!("plugin_calls_total", calls).increment(1);
-        metrics::histogram!(
-            "plugin_call_duration_seconds",
-            vec![plugin.clone(), version.clone()]
-        )
-        .record(started.elapsed().as_secs_f64());
     }
 }
 

@@ -46,6 +46,13 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
     let core_data = CoreDataBackend::start(&config.cache)?;
     let (sink, embedded_log) = stream_sink(&config).await?;
+    // The embedded log has one writer at a time: a second batch in flight would only
+    // wait for the lock and commit fewer records. With one, each commit takes all
+    // that arrived during the previous one (group commit).
+    let max_in_flight_batches = match embedded_log {
+        Some(_) => 1,
+        None => ProducerSettings::default().max_in_flight_batches,
+    };
     let releases = start_releases(&config, &core_data, embedded_log.is_some()).await?;
     let embedded_consumer = match embedded_log {
         Some(log) => Some(EmbeddedConsumer::start(
@@ -55,6 +62,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
             log,
             EmbeddedOptions {
                 keep_handled: config.stream.embedded_log_keep_records,
+                batch_size: EMBEDDED_CONSUMER_BATCH,
                 ..EmbeddedOptions::default()
             },
         )?),
@@ -64,6 +72,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         sink,
         ProducerSettings {
             buffer_records: config.stream.stream_buffer_records,
+            max_in_flight_batches,
             spill: Some(Arc::new(SpillFile::new(
                 config.data_dir.join("stream-spill.jsonl"),
             ))),
@@ -254,6 +263,10 @@ async fn stream_sink(config: &ServeConfig) -> Result<(Arc<dyn StreamSink>, Optio
     Ok((Arc::new(EmbeddedSink::new(log.clone())), Some(log)))
 }
 
+/// Most records per batch of the in-process consumer: each batch costs two commits (the
+/// events, then the checkpoint), so under load larger batches leave more CPU for requests.
+const EMBEDDED_CONSUMER_BATCH: usize = 500;
+
 /// The consumer running in the host process in embedded mode: it reads the embedded
 /// log, runs the consumer chain and stores events in `DATA_DIR/events.redb`
 /// (dead letters in `DATA_DIR/dead-letters.jsonl`), counting stored events in the
@@ -308,7 +321,10 @@ impl EmbeddedConsumer {
         if let Err(error) = self.task.await {
             tracing::error!(%error, "the embedded consumer failed");
         }
-        let options = EmbeddedOptions::default();
+        let options = EmbeddedOptions {
+            batch_size: EMBEDDED_CONSUMER_BATCH,
+            ..EmbeddedOptions::default()
+        };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while tokio::time::Instant::now() < deadline {
             match consume_batch(&self.log, &self.consumer, &options).await {

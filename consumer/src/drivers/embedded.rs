@@ -27,7 +27,7 @@ pub struct EmbeddedOptions {
     pub reader: String,
     /// Most records per batch.
     pub batch_size: usize,
-    /// Wait before looking again when the log has nothing new.
+    /// Wait before looking again when the log had less than a full batch.
     pub idle_wait: Duration,
     /// Waits before reading failed records again (as the stream would redeliver them;
     /// the wait grows per failed batch). A record that keeps failing becomes a dead
@@ -95,13 +95,16 @@ pub async fn run_embedded_with(
             trim(&log, options.keep_handled).await;
         }
         let wait = match result {
-            Ok(report) if report.records == 0 => {
-                delays = options.retry.delays();
-                options.idle_wait
-            }
             Ok(report) if report.failures.is_empty() => {
                 delays = options.retry.delays();
-                Duration::ZERO
+                // A full batch means more is waiting; a partial one that the log is
+                // drained, and reading again at once would commit a few records at a
+                // time (two fsyncs each) instead of letting the next batch fill up.
+                if report.records >= options.batch_size {
+                    Duration::ZERO
+                } else {
+                    options.idle_wait
+                }
             }
             Ok(_) => delays.next().unwrap_or(options.retry.max_delay),
             Err(error) => {

@@ -220,7 +220,8 @@ impl PipelineFile {
             .iter()
             .map(|(name, declaration)| {
                 let bytes = self.read_component(declaration)?;
-                let artifact = engine.precompile(name, &bytes, &declaration.settings.grants, dir)?;
+                let artifact =
+                    engine.precompile(name, &bytes, &declaration.settings.grants, dir)?;
                 Ok(PrecompiledPlugin {
                     name: name.clone(),
                     version: PluginVersion::of(&bytes),

@@ -157,7 +157,9 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<PluginsResponse>
                 })
                 .map(|step| step.active().report().clone());
             let size_bytes = report.as_ref().map_or(0, |report| report.size_bytes);
-            let (loaded_from, load_time) = report.as_ref().map_or(("unknown", Duration::ZERO), |report| report.loaded());
+            let (loaded_from, load_time) = report
+                .as_ref()
+                .map_or(("unknown", Duration::ZERO), |report| report.loaded());
             let mut previous = Vec::new();
             for release in history.iter().rev() {
                 if let Some(earlier) = release.side(Side::Host).plugins.get(name)

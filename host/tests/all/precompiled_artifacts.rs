@@ -37,7 +37,10 @@ async fn loaded_from(host: &Host) -> Vec<(String, String)> {
         .map(|plugin| {
             (
                 plugin["name"].as_str().expect("name").to_owned(),
-                plugin["loadedFrom"].as_str().expect("loadedFrom").to_owned(),
+                plugin["loadedFrom"]
+                    .as_str()
+                    .expect("loadedFrom")
+                    .to_owned(),
             )
         })
         .collect()

@@ -228,11 +228,7 @@ fn plugin_loads(chain: &PluginChain) -> Vec<PluginLoad> {
 /// Logs the init report: one line per plugin and the totals.
 pub fn log_report(report: &InitReport) {
     for plugin in &report.plugins {
-        let (origin, took) = match (plugin.origin, plugin.artifact) {
-            (LoadOrigin::Compiled(took), _) => ("compiled", took),
-            (LoadOrigin::Precompiled(took), Some(ArtifactSource::Package)) => ("package", took),
-            (LoadOrigin::Precompiled(took), _) => ("cache", took),
-        };
+        let (origin, took) = plugin.origin.described(plugin.artifact);
         tracing::info!(plugin = %plugin.name, version = %plugin.version.short(), origin, load_ms = took.as_secs_f64() * 1e3, "plugin loaded");
     }
     tracing::info!(

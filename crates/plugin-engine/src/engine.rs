@@ -99,10 +99,18 @@ impl PluginReport {
     /// Where the machine code came from (`compiled`, `package` or `cache`) and how
     /// long loading it took.
     pub fn loaded(&self) -> (&'static str, Duration) {
-        match (self.origin, self.artifact) {
-            (LoadOrigin::Compiled(took), _) => ("compiled", took),
-            (LoadOrigin::Precompiled(took), Some(ArtifactSource::Package)) => ("package", took),
-            (LoadOrigin::Precompiled(took), _) => ("cache", took),
+        self.origin.described(self.artifact)
+    }
+}
+
+impl LoadOrigin {
+    /// `compiled`, `package` or `cache` (with `artifact`, where a precompiled artifact
+    /// came from), and how long loading took.
+    pub fn described(self, artifact: Option<ArtifactSource>) -> (&'static str, Duration) {
+        match (self, artifact) {
+            (Self::Compiled(took), _) => ("compiled", took),
+            (Self::Precompiled(took), Some(ArtifactSource::Package)) => ("package", took),
+            (Self::Precompiled(took), _) => ("cache", took),
         }
     }
 }

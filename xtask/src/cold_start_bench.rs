@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::lambda::{self, ARTIFACT_DIR, Architecture};
-use crate::package_check::{Process, free_port, unpack, wait_for_port};
+use crate::package_check::{Process, start_runtime_emulator, unpack};
 use crate::services;
 
 /// The consumer chain measured: three of the packaged pipeline's plugins.
@@ -88,16 +88,7 @@ pub fn run(root: &Path, args: &ColdStartArgs) -> Result<()> {
         eprintln!("xtask: redis-server is not on 127.0.0.1:6379: init connects to no Redis");
     }
     let tools = lambda::install_tools(root)?;
-    let port = free_port()?;
-    let emulator_log = scratch.join("emulator.log");
-    let _emulator = Process::spawn(
-        lambda::cargo_lambda(&tools, root)
-            .args(["lambda", "watch", "--only-lambda-apis"])
-            .args(["--invoke-address", "127.0.0.1", "--invoke-port"])
-            .arg(port.to_string()),
-        &emulator_log,
-    )?;
-    wait_for_port(port, &emulator_log)?;
+    let (_emulator, port) = start_runtime_emulator(&tools, root, &scratch.join("emulator.log"))?;
     let mut inits: Vec<Vec<Init>> = vec![Vec::new(); variants.len()];
     for round in 0..args.rounds {
         for (variant, times) in variants.iter().zip(&mut inits) {

@@ -2,12 +2,13 @@
 //! (embedded defaults; with and without plugins, both ACK modes) and against a bare axum
 //! handler, same run: requests/s, p50 and p99 latency, and the server's CPU per request.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+use crate::package_check::free_port;
 
 /// Load generator settings.
 #[derive(Debug, clap::Args)]
@@ -245,10 +246,6 @@ fn ensure_wrk() -> Result<()> {
         .args(["install", "-y", "wrk"])
         .status()?;
     crate::check(status, "apt-get install wrk")
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn curl(url: &str) -> Result<()> {

@@ -47,17 +47,10 @@ pub fn verify(root: &Path, zip: &Path, architecture: Architecture) -> Result<()>
     let run = Run::new(&moto);
     moto.create_table(&run.table)?;
     let queue_url = moto.create_queue(&run.queue)?;
-    let lambda_port = free_port()?;
     let tools = lambda::install_tools(root)?;
     let log_path = scratch.join("function.log");
-    let emulator = Process::spawn(
-        lambda::cargo_lambda(&tools, root)
-            .args(["lambda", "watch", "--only-lambda-apis"])
-            .args(["--invoke-address", "127.0.0.1", "--invoke-port"])
-            .arg(lambda_port.to_string()),
-        &scratch.join("emulator.log"),
-    )?;
-    wait_for_port(lambda_port, &scratch.join("emulator.log"))?;
+    let (emulator, lambda_port) =
+        start_runtime_emulator(&tools, root, &scratch.join("emulator.log"))?;
     let mut function_command = launcher.command(&task_dir.join("bootstrap"));
     function_command
         .env_clear()
@@ -441,7 +434,26 @@ fn invoke(
     }
 }
 
-pub(crate) fn wait_for_port(port: u16, log: &Path) -> Result<()> {
+/// Starts the Lambda Runtime API emulator (`cargo lambda watch`) on a free port, its
+/// output in `log`, and waits until it listens; the process and its port.
+pub(crate) fn start_runtime_emulator(
+    tools: &lambda::LambdaTools,
+    root: &Path,
+    log: &Path,
+) -> Result<(Process, u16)> {
+    let port = free_port()?;
+    let emulator = Process::spawn(
+        lambda::cargo_lambda(tools, root)
+            .args(["lambda", "watch", "--only-lambda-apis"])
+            .args(["--invoke-address", "127.0.0.1", "--invoke-port"])
+            .arg(port.to_string()),
+        log,
+    )?;
+    wait_for_port(port, log)?;
+    Ok((emulator, port))
+}
+
+fn wait_for_port(port: u16, log: &Path) -> Result<()> {
     let started = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if started.elapsed() > Duration::from_secs(60) {

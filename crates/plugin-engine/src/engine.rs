@@ -265,7 +265,8 @@ impl PluginEngine {
 
     /// Compiles `bytes` as [`PluginEngine::compile`] does, with the same checks, and
     /// writes its precompiled artifact into `dir` under the name this engine looks
-    /// for (see [`EngineConfig::packaged_artifact_dir`]); returns the artifact's path.
+    /// for (see [`EngineConfig::packaged_artifact_dir`]); returns the plugin's version
+    /// and the artifact's path.
     /// A build step runs this with the serving engine's configuration, so the shipped
     /// artifacts load at start instead of compiling.
     pub fn precompile(
@@ -274,7 +275,7 @@ impl PluginEngine {
         bytes: &[u8],
         grants: &BTreeSet<Grant>,
         dir: &Path,
-    ) -> Result<PathBuf, EngineError> {
+    ) -> Result<(PluginVersion, PathBuf), EngineError> {
         let compiled = self.compile(name, bytes, grants)?;
         let path = artifact_cache::artifact_path_for(&self.inner.engine, dir, compiled.version());
         artifact_cache::write_artifact(&path, compiled.pre.instance_pre().component()).map_err(
@@ -283,7 +284,7 @@ impl PluginEngine {
                 source,
             },
         )?;
-        Ok(path)
+        Ok((compiled.version(), path))
     }
 
     /// [`PluginEngine::compile`] on a blocking thread, one compilation at a time and

@@ -220,11 +220,11 @@ impl PipelineFile {
             .iter()
             .map(|(name, declaration)| {
                 let bytes = self.read_component(declaration)?;
-                let artifact =
+                let (version, artifact) =
                     engine.precompile(name, &bytes, &declaration.settings.grants, dir)?;
                 Ok(PrecompiledPlugin {
                     name: name.clone(),
-                    version: PluginVersion::of(&bytes),
+                    version,
                     artifact,
                 })
             })

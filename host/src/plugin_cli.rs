@@ -311,8 +311,13 @@ fn check(file: &Path, grants: Vec<Grant>) -> Result<()> {
     println!("plugin:   {name} ({})", file.display());
     println!("version:  {}", report.version);
     println!("size:     {} bytes", report.size_bytes);
+    let world = if report.handles_batches {
+        "batch-plugin"
+    } else {
+        "plugin"
+    };
     println!(
-        "world:    {}/plugin (exports {})",
+        "world:    {}/{world} (exports {})",
         contract_version::CONTRACT_PACKAGE,
         report.exports.join(", ")
     );

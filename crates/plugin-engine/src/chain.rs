@@ -1,7 +1,7 @@
 //! Running an ordered chain of plugins over events: validate, then transform, per plugin.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use metrics::{Counter, Histogram, Label, SharedString};
 
@@ -13,6 +13,9 @@ use crate::event::Event;
 use crate::instance::{PluginInstance, StartFailure};
 use crate::registry::RegisteredPlugin;
 use crate::version::PluginVersion;
+
+/// Most events handed to one `batch-handler` call; its limits are this many calls'.
+const BATCH_CALL_EVENTS: usize = 64;
 
 /// A plugin at one version, as recorded on outcomes and stream records.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,7 +125,10 @@ impl PluginChain {
             .collect();
         for plugin in &self.steps {
             let mut step = Step::new(self, plugin);
-            for progress in &mut states {
+            // Every event the live input events have become, with the input it came from.
+            let mut owners = Vec::new();
+            let mut inputs = Vec::new();
+            for (index, progress) in states.iter_mut().enumerate() {
                 let Ok(events) = &mut progress.state else {
                     continue;
                 };
@@ -130,18 +136,20 @@ impl PluginChain {
                     continue; // filtered by an earlier plugin
                 }
                 progress.processed_by.push(step.plugin_ref.clone());
-                let mut produced = Vec::with_capacity(events.len());
                 for event in std::mem::take(events) {
-                    match step.run(event).await {
-                        Ok(output) => produced.extend(output),
-                        Err(stopped) => {
-                            progress.state = Err(stopped);
-                            break;
-                        }
-                    }
+                    owners.push(index);
+                    inputs.push(event);
                 }
-                if let Ok(events) = &mut progress.state {
-                    *events = produced;
+            }
+            let results = step.run_all(inputs).await;
+            for (index, result) in owners.into_iter().zip(results) {
+                let progress = &mut states[index];
+                let Ok(events) = &mut progress.state else {
+                    continue; // stopped at an earlier event it became
+                };
+                match result {
+                    Ok(output) => events.extend(output),
+                    Err(stopped) => progress.state = Err(stopped),
                 }
             }
         }
@@ -174,6 +182,9 @@ struct Step<'c> {
     plugin_ref: PluginRef,
     metrics: CallMetrics,
     instance: Option<PluginInstance>,
+    /// A `batch-handler` call failed during this batch: the rest of it goes through
+    /// `handler`, one event at a time.
+    per_event: bool,
 }
 
 /// The plugin's call metrics for one batch: the duration histogram and a counter per
@@ -201,14 +212,14 @@ impl CallMetrics {
         }
     }
 
-    /// Counts one call with `outcome` and records how long it took.
-    fn record(&mut self, started: Instant, outcome: &'static str) {
+    /// Counts one event handled with `outcome` and records how long it took.
+    fn record(&mut self, took: Duration, outcome: &'static str) {
         let labels = &self.labels;
         self.duration
             .get_or_insert_with(|| {
                 metrics::histogram!("plugin_call_duration_seconds", labels.to_vec())
             })
-            .record(started.elapsed().as_secs_f64());
+            .record(took.as_secs_f64());
         let counter = match self.calls.iter().position(|(seen, _)| *seen == outcome) {
             Some(index) => &self.calls[index].1,
             None => {
@@ -241,7 +252,87 @@ impl<'c> Step<'c> {
             metrics: CallMetrics::new(&plugin_ref),
             plugin_ref,
             instance: None,
+            per_event: false,
         }
+    }
+
+    /// Runs every event through this plugin, in order: through `batch-handler` when the
+    /// plugin exports it, in calls of at most [`BATCH_CALL_EVENTS`], else one event at
+    /// a time. Each result is what [`Step::run`] would have given for the event.
+    async fn run_all(&mut self, events: Vec<Event>) -> Vec<Result<Vec<Event>, Outcome>> {
+        let mut results = Vec::with_capacity(events.len());
+        let mut rest = events;
+        while !rest.is_empty() {
+            if self.per_event || self.compiled.batch_handler.is_none() {
+                for event in rest {
+                    results.push(self.run(event).await);
+                }
+                break;
+            }
+            let take = rest.len().min(BATCH_CALL_EVENTS);
+            let mut chunk: Vec<Event> = rest.drain(..take).collect();
+            let answered = self.run_batch(&mut chunk).await;
+            let done = answered.len();
+            results.extend(answered);
+            // Events the call left unanswered run again, first.
+            rest.splice(0..0, chunk.drain(done..));
+        }
+        results
+    }
+
+    /// One `batch-handler` call over `chunk`: the results of its first events, all of
+    /// them unless the plugin reported itself broken (`fail`: the events after it run
+    /// again on a fresh instance) or the instance could not start (the first event
+    /// gets that outcome). When the call itself fails, nothing is answered and this
+    /// step falls back to `handler`.
+    async fn run_batch(&mut self, chunk: &mut [Event]) -> Vec<Result<Vec<Event>, Outcome>> {
+        let started = Instant::now();
+        let instance = match self.instance().await {
+            Ok(instance) => instance,
+            Err(failure) => {
+                let label = match &failure {
+                    StartFailure::Busy(_) => "busy",
+                    StartFailure::Failed(failure) => failure.kind(),
+                };
+                self.metrics.record(started.elapsed(), label);
+                return vec![Err(self.unserved(failure))];
+            }
+        };
+        let results = match instance.handle_batch(chunk).await {
+            Ok(results) => results,
+            Err(failure) => {
+                tracing::warn!(
+                    plugin = %self.plugin_ref.name,
+                    version = %self.plugin_ref.version.short(),
+                    events = chunk.len(),
+                    %failure,
+                    "batch-handler call failed; handling its events one at a time through handler"
+                );
+                metrics::counter!("plugin_batch_fallbacks_total", self.metrics.labels.to_vec())
+                    .increment(1);
+                self.instance = None;
+                self.per_event = true;
+                return Vec::new();
+            }
+        };
+        let share = started.elapsed() / u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+        let mut answered = Vec::with_capacity(results.len());
+        for result in results {
+            self.metrics.record(share, outcome_label(&result));
+            match result {
+                Ok(events) => answered.push(Ok(events)),
+                Err(error) => {
+                    let broken = matches!(error, WitPluginError::Fail(_));
+                    answered.push(Err(self.refusal(error)));
+                    if broken {
+                        // A broken instance never serves again, not even this batch.
+                        self.instance = None;
+                        break;
+                    }
+                }
+            }
+        }
+        answered
     }
 
     /// Validates then transforms one event; `Err` holds the outcome that stops it.
@@ -251,18 +342,15 @@ impl<'c> Step<'c> {
             Ok(instance) => validate_and_transform(instance, event).await,
             Err(StartFailure::Failed(failure)) => Err(failure),
             Err(busy @ StartFailure::Busy(_)) => {
-                self.metrics.record(started, "busy");
+                self.metrics.record(started.elapsed(), "busy");
                 return Err(self.unserved(busy));
             }
         };
         let label = match &result {
-            Ok(Ok(_)) => "accepted",
-            Ok(Err(WitPluginError::Reject(_))) => "rejected",
-            Ok(Err(WitPluginError::Retry(_))) => "retry",
-            Ok(Err(WitPluginError::Fail(_))) => "failed",
+            Ok(result) => outcome_label(result),
             Err(failure) => failure.kind(),
         };
-        self.metrics.record(started, label);
+        self.metrics.record(started.elapsed(), label);
         match result {
             Ok(Ok(events)) => Ok(events),
             Ok(Err(error)) => {
@@ -353,6 +441,16 @@ impl Drop for Step<'_> {
                 .pool()
                 .give_back(&self.chain.engine, instance, active);
         }
+    }
+}
+
+/// The metrics label of what a plugin answered for one event.
+fn outcome_label<T>(result: &Result<T, WitPluginError>) -> &'static str {
+    match result {
+        Ok(_) => "accepted",
+        Err(WitPluginError::Reject(_)) => "rejected",
+        Err(WitPluginError::Retry(_)) => "retry",
+        Err(WitPluginError::Fail(_)) => "failed",
     }
 }
 

@@ -59,7 +59,8 @@ pub struct InstanceReuse {
     pub idle_per_plugin: usize,
     /// Idle instances kept across all plugins (they hold pool places and memory).
     pub max_idle: u32,
-    /// Calls (`validate` or `transform`) an instance serves before it is replaced.
+    /// Calls (`validate` or `transform`; a `batch-handler` call counts as both for
+    /// each of its events) an instance serves before it is replaced.
     pub max_calls: u64,
     /// Growth of linear memory since instantiation after which it is replaced.
     pub max_memory_growth_bytes: usize,

@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, ComponentExportIndex, HasSelf, InstancePre, Linker, Type};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::artifact_cache::{self, ArtifactCache, ArtifactSource};
-use crate::bindings::{Plugin, PluginPre};
+use crate::bindings::{Plugin, PluginIndices};
 use crate::capabilities::{Grant, first_denied_import};
 use crate::config::{EngineConfig, PluginLimits};
 use crate::contract_version;
@@ -43,7 +44,11 @@ struct EngineInner {
 /// A plugin compiled, checked against the world and ready to instantiate.
 #[derive(Clone)]
 pub struct CompiledPlugin {
-    pub(crate) pre: PluginPre<SandboxState>,
+    pub(crate) pre: InstancePre<SandboxState>,
+    /// Where the `handler` functions are in an instance.
+    pub(crate) indices: PluginIndices,
+    /// Where `batch-handler.handle` is in an instance, when the plugin exports it.
+    pub(crate) batch_handler: Option<ComponentExportIndex>,
     report: Arc<PluginReport>,
 }
 
@@ -60,6 +65,8 @@ pub struct PluginReport {
     pub exports: Vec<String>,
     /// The contract version the component was built for (`None`: it names none).
     pub contract: Option<semver::Version>,
+    /// Whether it exports `batch-handler` (the `batch-plugin` world).
+    pub handles_batches: bool,
     /// Whether the code was compiled now or loaded precompiled.
     pub origin: LoadOrigin,
     /// Where the precompiled artifact came from; `None` when compiled now.
@@ -248,15 +255,24 @@ impl PluginEngine {
             .linker
             .instantiate_pre(&component)
             .map_err(mismatch)?;
-        let pre = PluginPre::new(instance_pre).map_err(mismatch)?;
+        let indices = PluginIndices::new(&instance_pre).map_err(mismatch)?;
+        let batch_handler = batch_handler_export(&component, &exports).map_err(|reason| {
+            EngineError::WorldMismatch {
+                name: name.to_owned(),
+                reason,
+            }
+        })?;
         Ok(CompiledPlugin {
-            pre,
+            pre: instance_pre,
+            indices,
+            batch_handler,
             report: Arc::new(PluginReport {
                 version,
                 size_bytes: bytes.len(),
                 imports,
                 exports,
                 contract,
+                handles_batches: batch_handler.is_some(),
                 origin,
                 artifact,
             }),
@@ -278,12 +294,12 @@ impl PluginEngine {
     ) -> Result<(PluginVersion, PathBuf), EngineError> {
         let compiled = self.compile(name, bytes, grants)?;
         let path = artifact_cache::artifact_path_for(&self.inner.engine, dir, compiled.version());
-        artifact_cache::write_artifact(&path, compiled.pre.instance_pre().component()).map_err(
-            |source| EngineError::ArtifactWrite {
+        artifact_cache::write_artifact(&path, compiled.pre.component()).map_err(|source| {
+            EngineError::ArtifactWrite {
                 path: path.clone(),
                 source,
-            },
-        )?;
+            }
+        })?;
         Ok((compiled.version(), path))
     }
 
@@ -360,6 +376,45 @@ impl PluginEngine {
             cache.store(version, &component);
         }
         Ok((component, origin, None))
+    }
+}
+
+/// Where `batch-handler.handle` is in `component`, when it exports the interface
+/// (see `wit/plugin.wit`); an export of it with another signature is an error.
+fn batch_handler_export(
+    component: &Component,
+    exports: &[String],
+) -> Result<Option<ComponentExportIndex>, String> {
+    let prefix = format!("{}/batch-handler@", contract_version::CONTRACT_PACKAGE);
+    let Some(interface) = exports.iter().find(|name| name.starts_with(&prefix)) else {
+        return Ok(None);
+    };
+    let wrong = || {
+        format!(
+            "{interface} does not export `handle: func(events: list<u8>) -> result<list<u8>, string>`"
+        )
+    };
+    let (_, interface_index) = component
+        .get_export(None, interface.as_str())
+        .ok_or_else(wrong)?;
+    let Some((ComponentItem::ComponentFunc(handle), index)) =
+        component.get_export(Some(&interface_index), "handle")
+    else {
+        return Err(wrong());
+    };
+    let bytes = |ty: &Type| matches!(ty, Type::List(list) if list.ty() == Type::U8);
+    let params: Vec<Type> = handle.params().map(|(_, ty)| ty).collect();
+    let results: Vec<Type> = handle.results().collect();
+    let takes_bytes = matches!(params.as_slice(), [param] if bytes(param));
+    let answers_bytes = matches!(
+        results.as_slice(),
+        [Type::Result(result)]
+            if result.ok().as_ref().is_some_and(bytes) && result.err() == Some(Type::String)
+    );
+    if takes_bytes && answers_bytes {
+        Ok(Some(index))
+    } else {
+        Err(wrong())
     }
 }
 

@@ -4,8 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::OwnedSemaphorePermit;
+use wasmtime::component::Func;
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
+use crate::batch::{self, EventResult};
 use crate::bindings::{Plugin, WitEvent, WitPluginError};
 use crate::config::{InstanceReuse, PluginLimits};
 use crate::core_data::CoreDataLookup;
@@ -40,8 +42,11 @@ const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exh
 pub(crate) struct PluginInstance {
     store: Store<SandboxState>,
     plugin: Plugin,
+    /// The plugin's `batch-handler.handle`, when it exports one.
+    batch_handler: Option<Func>,
     version: PluginVersion,
-    /// Guest calls served so far.
+    /// Guest calls served so far, counting a `batch-handler` call as the `validate`
+    /// and `transform` calls it stands for.
     calls: u64,
     /// A guest call started and has not settled: if its future was dropped, the
     /// instance stopped at an unknown point and must never serve again.
@@ -80,7 +85,7 @@ impl PluginInstance {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        begin_call(&mut store).map_err(StartFailure::Failed)?;
+        begin_call(&mut store, 1).map_err(StartFailure::Failed)?;
         let wall_limit = store.data().wall_limit();
         let outcome =
             tokio::time::timeout(wall_limit, compiled.pre.instantiate_async(&mut store)).await;
@@ -91,16 +96,26 @@ impl PluginInstance {
         {
             return Err(busy);
         }
-        let plugin = settle(&store, outcome).map_err(|failure| {
+        let instance = settle(&store, outcome).map_err(|failure| {
             StartFailure::Failed(match failure {
                 CallFailure::Trap(reason) => CallFailure::Instantiate(reason),
                 other => other,
             })
         })?;
+        let plugin = compiled
+            .indices
+            .load(&mut store, &instance)
+            .map_err(|error| {
+                StartFailure::Failed(CallFailure::Instantiate(format!("{error:#}")))
+            })?;
+        let batch_handler = compiled
+            .batch_handler
+            .and_then(|index| instance.get_func(&mut store, index));
         let memory_at_start = store.data().limiter.grown();
         Ok(Self {
             store,
             plugin,
+            batch_handler,
             version: compiled.version(),
             calls: 0,
             in_call: false,
@@ -136,6 +151,47 @@ impl PluginInstance {
             && !state.stderr_nearly_full()
     }
 
+    /// Calls the plugin's `batch-handler.handle` on `events`, under the limits of as
+    /// many `handler` calls; one result per event, each within the output limits of
+    /// one `transform`. Any failure fails the whole call: a trap, an exceeded limit,
+    /// an error answer, a malformed answer, or an event's output over the limits.
+    pub(crate) async fn handle_batch(
+        &mut self,
+        events: &[Event],
+    ) -> Result<Vec<EventResult>, CallFailure> {
+        let Some(handle) = self.batch_handler else {
+            return Err(CallFailure::Reported(
+                "the plugin exports no batch-handler".into(),
+            ));
+        };
+        let count = u32::try_from(events.len()).unwrap_or(u32::MAX);
+        let input = batch::encode_events(events);
+        begin_call(&mut self.store, count)?;
+        self.calls += 2 * u64::from(count);
+        self.in_call = true;
+        let handle = handle
+            .typed::<(&[u8],), (Result<Vec<u8>, String>,)>(&self.store)
+            .map_err(|error| CallFailure::Reported(format!("{error:#}")))?;
+        let wall_limit = self.store.data().wall_limit();
+        let outcome =
+            tokio::time::timeout(wall_limit, handle.call_async(&mut self.store, (&input,))).await;
+        self.in_call = false;
+        let (answer,) = settle(&self.store, outcome)?;
+        let answer = answer.map_err(|error| {
+            CallFailure::Reported(format!("batch-handler refused the batch: {error}"))
+        })?;
+        let results =
+            batch::decode_outcomes(&answer, events.len()).map_err(CallFailure::Reported)?;
+        let limits = &self.store.data().limits;
+        results
+            .into_iter()
+            .map(|result| match result {
+                Ok(events) => Ok(Ok(check_output(events, limits)?)),
+                Err(error) => Ok(Err(error)),
+            })
+            .collect()
+    }
+
     /// Calls the plugin's `validate`.
     pub(crate) async fn validate(
         &mut self,
@@ -164,7 +220,10 @@ impl PluginInstance {
         let output = settle(&self.store, outcome)?;
         let limits = &self.store.data().limits;
         Ok(match output {
-            Ok(events) => Ok(check_output(events, limits)?),
+            Ok(events) => Ok(check_output(
+                events.into_iter().map(Event::from).collect(),
+                limits,
+            )?),
             Err(error) => Err(error),
         })
     }
@@ -173,25 +232,26 @@ impl PluginInstance {
 impl PluginInstance {
     /// Arms the limits for a guest call and marks the instance as in a call.
     fn begin(&mut self) -> Result<(), CallFailure> {
-        begin_call(&mut self.store)?;
+        begin_call(&mut self.store, 1)?;
         self.calls += 1;
         self.in_call = true;
         Ok(())
     }
 }
 
-/// Arms the limits for the next guest call: fresh fuel, a fresh deadline, and a cap on
-/// the data the guest may hand the host (results and import arguments), checked
-/// before that data is copied out of guest memory.
-fn begin_call(store: &mut Store<SandboxState>) -> Result<(), CallFailure> {
+/// Arms the limits for the next guest call, which handles `events` events, with each
+/// limit that many times one call's: fresh fuel, a fresh deadline, and a cap on the
+/// data the guest may hand the host (results and import arguments), checked before
+/// that data is copied out of guest memory.
+fn begin_call(store: &mut Store<SandboxState>, events: u32) -> Result<(), CallFailure> {
     if let Some(fuel) = store.data().limits.fuel {
         store
-            .set_fuel(fuel)
+            .set_fuel(fuel.saturating_mul(u64::from(events)))
             .map_err(|error| CallFailure::Instantiate(format!("{error:#}")))?;
     }
     let budget = store.data().limits.host_copy_budget();
-    store.set_hostcall_fuel(budget);
-    store.data_mut().start_call();
+    store.set_hostcall_fuel(budget.saturating_mul(events as usize));
+    store.data_mut().start_call(events);
     store.set_epoch_deadline(1);
     Ok(())
 }
@@ -244,8 +304,8 @@ fn classify(error: wasmtime::Error, state: &SandboxState) -> CallFailure {
     }
 }
 
-/// Refuses `transform` output beyond the plugin's event-count and byte limits.
-fn check_output(events: Vec<WitEvent>, limits: &PluginLimits) -> Result<Vec<Event>, CallFailure> {
+/// Refuses one event's output beyond the plugin's event-count and byte limits.
+fn check_output(events: Vec<Event>, limits: &PluginLimits) -> Result<Vec<Event>, CallFailure> {
     if events.len() > limits.max_output_events {
         return Err(CallFailure::OutputTooLarge(format!(
             "{} events, the limit is {}",
@@ -253,7 +313,6 @@ fn check_output(events: Vec<WitEvent>, limits: &PluginLimits) -> Result<Vec<Even
             limits.max_output_events
         )));
     }
-    let events: Vec<Event> = events.into_iter().map(Event::from).collect();
     let bytes: usize = events.iter().map(Event::approximate_size).sum();
     if bytes > limits.max_output_bytes {
         return Err(CallFailure::OutputTooLarge(format!(

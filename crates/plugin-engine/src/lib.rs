@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 mod artifact_cache;
+mod batch;
 mod bindings;
 mod capabilities;
 mod chain;

@@ -34,6 +34,9 @@ pub(crate) struct SandboxState {
     pub(crate) limits: PluginLimits,
     /// When the current call started; the epoch callback measures the deadline from it.
     call_started: Instant,
+    /// Events the current call handles (more than one in a `batch-handler` call): its
+    /// time and log budgets are that many calls'.
+    call_events: u32,
     epoch_tick: Duration,
     plugin_name: Arc<str>,
     version: PluginVersion,
@@ -60,6 +63,7 @@ impl SandboxState {
             stderr,
             limits: settings.limits.clone(),
             call_started: Instant::now(),
+            call_events: 1,
             epoch_tick,
             plugin_name,
             version,
@@ -69,11 +73,17 @@ impl SandboxState {
         }
     }
 
-    /// Marks the start of a guest call: its deadline counts from now and its log
-    /// lines are counted afresh.
-    pub(crate) fn start_call(&mut self) {
+    /// Marks the start of a guest call handling `events` events: its deadline counts
+    /// from now and its log lines are counted afresh.
+    pub(crate) fn start_call(&mut self, events: u32) {
         self.call_started = Instant::now();
-        self.log_lines_left = LOG_LINES_PER_CALL;
+        self.call_events = events.max(1);
+        self.log_lines_left = LOG_LINES_PER_CALL.saturating_mul(self.call_events);
+    }
+
+    /// The guest time budget of the current call.
+    fn call_timeout(&self) -> Duration {
+        self.limits.timeout.saturating_mul(self.call_events)
     }
 
     /// Answers the guest's core-data lookups from `core_data` from now on.
@@ -89,13 +99,13 @@ impl SandboxState {
 
     /// Whether the current call has used up its time.
     pub(crate) fn deadline_passed(&self) -> bool {
-        self.call_started.elapsed() >= self.limits.timeout
+        self.call_started.elapsed() >= self.call_timeout()
     }
 
     /// Cap on a whole call including host imports: the guest deadline plus a few
     /// ticks, so a hung import cannot hold a call forever.
     pub(crate) fn wall_limit(&self) -> Duration {
-        self.limits.timeout + self.epoch_tick * 4
+        self.call_timeout() + self.epoch_tick * 4
     }
 
     /// What the guest last wrote to stderr (e.g. a panic message) on one line,

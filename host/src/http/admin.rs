@@ -157,6 +157,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<PluginsResponse>
                 })
                 .map(|step| step.active().report().clone());
             let size_bytes = report.as_ref().map_or(0, |report| report.size_bytes);
+            let handles_batches = report.as_ref().is_some_and(|report| report.handles_batches);
             let (loaded_from, load_time) = report
                 .as_ref()
                 .map_or(("unknown", Duration::ZERO), |report| report.loaded());
@@ -175,6 +176,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<PluginsResponse>
                 size_bytes,
                 loaded_from,
                 load_ms: load_time.as_secs_f64() * 1e3,
+                handles_batches,
                 previous,
             })
         })

@@ -155,6 +155,8 @@ pub struct PluginEntry {
     pub loaded_from: &'static str,
     /// How long loading (or compiling) it took, in milliseconds.
     pub load_ms: f64,
+    /// Whether the active version exports `batch-handler` (many events per call).
+    pub handles_batches: bool,
     /// Versions available for rollback, newest first.
     pub previous: Vec<String>,
 }

@@ -4,6 +4,7 @@
 //! one behaviour.
 
 mod artifact_cache;
+mod batch_handler;
 mod bounded_resources;
 mod common;
 mod conformance;

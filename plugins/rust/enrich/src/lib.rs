@@ -11,7 +11,7 @@
 
 wit_bindgen::generate!({
     path: "../../../wit",
-    world: "plugin",
+    world: "batch-plugin",
 });
 
 use adtrack::plugin::{config, core_data};
@@ -69,3 +69,4 @@ fn set_attribute(attributes: &mut Vec<(String, String)>, name: &str, value: &str
 }
 
 export!(Enrich);
+plugin_batch::export_batch_handler!(Enrich);

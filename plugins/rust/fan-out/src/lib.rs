@@ -11,7 +11,7 @@
 
 wit_bindgen::generate!({
     path: "../../../wit",
-    world: "plugin",
+    world: "batch-plugin",
 });
 
 use adtrack::plugin::config;
@@ -90,6 +90,7 @@ fn max_items() -> Result<usize, PluginError> {
 }
 
 export!(FanOut);
+plugin_batch::export_batch_handler!(FanOut);
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@
 
 wit_bindgen::generate!({
     path: "../../../wit",
-    world: "plugin",
+    world: "batch-plugin",
 });
 
 use adtrack::plugin::config;
@@ -64,3 +64,4 @@ impl Guest for Filter {
 }
 
 export!(Filter);
+plugin_batch::export_batch_handler!(Filter);

@@ -13,7 +13,7 @@
 
 wit_bindgen::generate!({
     path: "../../../wit",
-    world: "plugin",
+    world: "batch-plugin",
 });
 
 use adtrack::plugin::{config, core_data};
@@ -117,3 +117,4 @@ fn reject(reason: String) -> PluginError {
 }
 
 export!(Tracking);
+plugin_batch::export_batch_handler!(Tracking);

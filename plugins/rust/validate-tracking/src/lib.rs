@@ -8,7 +8,7 @@
 
 wit_bindgen::generate!({
     path: "../../../wit",
-    world: "plugin",
+    world: "batch-plugin",
 });
 
 use exports::adtrack::plugin::handler::{Event, Guest, PluginError};
@@ -78,6 +78,7 @@ fn quoted(value: &str) -> String {
 }
 
 export!(ValidateTracking);
+plugin_batch::export_batch_handler!(ValidateTracking);
 
 #[cfg(test)]
 mod tests {

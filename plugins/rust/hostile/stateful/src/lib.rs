@@ -2,8 +2,9 @@
 //! have but never promises to keep. `transform` stamps each event with `instanceCalls`,
 //! the number of `transform` calls this instance has served (1 for a fresh instance),
 //! then, as the event's attributes ask: leaks `leakBytes` bytes of linear memory, looks
-//! up `lookup` in core data (a lookup that never answers holds the call), or traps on
-//! `trap`. Tests watch instances being reused and replaced through it.
+//! up `lookup` in core data (a lookup that never answers holds the call), traps on
+//! `trap`, or reports itself broken (`fail`) on `fail`. Tests watch instances being
+//! reused and replaced through it, one event per call and many (`batch-handler`).
 //!
 //! Config keys: none.
 
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 wit_bindgen::generate!({
     path: "../../../../wit",
-    world: "plugin",
+    world: "batch-plugin",
 });
 
 use adtrack::plugin::core_data;
@@ -42,6 +43,11 @@ impl Guest for Stateful {
         if let Some(key) = attribute("lookup") {
             core_data::lookup(&key).map_err(PluginError::Retry)?;
         }
+        if attribute("fail").is_some() {
+            return Err(PluginError::Fail(format!(
+                "asked to fail after {calls} calls"
+            )));
+        }
         if attribute("trap").is_some() {
             // The `unreachable` instruction exists only on wasm; elsewhere panic.
             #[cfg(target_arch = "wasm32")]
@@ -57,3 +63,4 @@ impl Guest for Stateful {
 }
 
 export!(Stateful);
+plugin_batch::export_batch_handler!(Stateful);

@@ -1,0 +1,148 @@
+//! The optional `batch-handler` export (contract 0.1.1): a plugin that exports it is
+//! called once for many events, and every event still gets the outcome `handler` would
+//! have given it, failures included. The conformance test runs the Rust `tracking`
+//! plugin (batch) and the other languages (`handler`) against the same fixture.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use plugin_engine::{
+    CallFailure, CoreDataLookup, CoreRecord, LookupError, NoCoreData, Outcome, PluginChain,
+    PluginLimits, PluginRegistry, PluginSettings,
+};
+
+use crate::common::*;
+
+/// The `instanceCalls` that `hostile-stateful` stamped on each accepted event (how many
+/// events its instance had handled, this one included), or the outcome's kind.
+fn stamps(outcomes: &[plugin_engine::ChainOutcome]) -> Vec<String> {
+    outcomes
+        .iter()
+        .map(|outcome| match &outcome.outcome {
+            Outcome::Accepted(events) => events[0]
+                .attribute("instanceCalls")
+                .expect("the plugin stamps every event")
+                .to_owned(),
+            Outcome::Failed { failure, .. } => format!("failed: {}", failure.kind()),
+            other => panic!("unexpected outcome {other:?}"),
+        })
+        .collect()
+}
+
+fn stateful_chain(settings: PluginSettings, core_data: Arc<dyn CoreDataLookup>) -> PluginChain {
+    single_plugin_chain(&engine(), "hostile-stateful", settings, core_data).1
+}
+
+#[test]
+fn the_report_tells_which_plugins_export_batch_handler() {
+    let registry = PluginRegistry::new(engine());
+    let report = |name: &str| {
+        registry
+            .register(name, PluginSettings::default(), &plugin_bytes(name))
+            .expect("registers")
+            .active()
+            .report()
+            .clone()
+    };
+    let filter = report("filter");
+    assert!(filter.handles_batches);
+    assert!(
+        filter
+            .exports
+            .iter()
+            .any(|export| export == "adtrack:plugin/batch-handler@0.1.1"),
+        "{:?}",
+        filter.exports
+    );
+    assert!(!report("tracking-c").handles_batches);
+}
+
+#[tokio::test]
+async fn one_instance_handles_a_batch_in_order() {
+    let chain = stateful_chain(PluginSettings::default(), Arc::new(NoCoreData));
+    let events = (0..100).map(|n| event(&format!("e{n}"), &[])).collect();
+    let outcomes = chain.process(events).await;
+    let expected: Vec<String> = (1..=100).map(|n| n.to_string()).collect();
+    assert_eq!(stamps(&outcomes), expected);
+    for (n, outcome) in outcomes.iter().enumerate() {
+        let Outcome::Accepted(events) = &outcome.outcome else {
+            unreachable!("stamps checked every outcome");
+        };
+        assert_eq!(events[0].id, format!("e{n}"));
+    }
+}
+
+#[tokio::test]
+async fn a_trap_mid_batch_fails_that_event_alone() {
+    let chain = stateful_chain(PluginSettings::default(), Arc::new(NoCoreData));
+    let events = vec![
+        event("a", &[]),
+        event("b", &[("trap", "")]),
+        event("c", &[]),
+        event("d", &[]),
+    ];
+    let outcomes = chain.process(events).await;
+    // The batch call trapped, so every event went through `handler`: `a` on a fresh
+    // instance, `b` trapped it, `c` and `d` on the next fresh one.
+    assert_eq!(stamps(&outcomes), ["1", "failed: trap", "1", "2"]);
+    let next = chain.process(vec![event("e", &[])]).await;
+    assert_eq!(
+        stamps(&next),
+        ["3"],
+        "the next batch is batched again, warm"
+    );
+}
+
+#[tokio::test]
+async fn events_after_a_reported_failure_run_on_a_fresh_instance() {
+    let chain = stateful_chain(PluginSettings::default(), Arc::new(NoCoreData));
+    let events = vec![
+        event("a", &[]),
+        event("b", &[("fail", "")]),
+        event("c", &[]),
+        event("d", &[]),
+    ];
+    let outcomes = chain.process(events).await;
+    assert_eq!(stamps(&outcomes), ["1", "failed: reported", "1", "2"]);
+    let Outcome::Failed { failure, .. } = &outcomes[1].outcome else {
+        unreachable!("stamps checked it");
+    };
+    assert_eq!(
+        *failure,
+        CallFailure::Reported("asked to fail after 2 calls".into())
+    );
+}
+
+/// Answers lookups of `hang` never, and of anything else with nothing.
+struct HangsOn(&'static str);
+
+#[async_trait]
+impl CoreDataLookup for HangsOn {
+    async fn lookup(&self, key: &str) -> Result<Option<CoreRecord>, LookupError> {
+        if key == self.0 {
+            std::future::pending().await
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_batch_call_that_runs_out_of_time_loses_no_event() {
+    let settings = PluginSettings {
+        limits: PluginLimits {
+            timeout: Duration::from_millis(50),
+            ..PluginLimits::default()
+        },
+        ..PluginSettings::default()
+    };
+    let chain = stateful_chain(settings, Arc::new(HangsOn("hang")));
+    let events = vec![
+        event("a", &[("lookup", "known")]),
+        event("b", &[("lookup", "hang")]),
+        event("c", &[]),
+    ];
+    let outcomes = chain.process(events).await;
+    assert_eq!(stamps(&outcomes), ["1", "failed: timeout", "1"]);
+}

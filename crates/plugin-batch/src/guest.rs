@@ -20,6 +20,9 @@ pub fn handle(
 /// Exports the contract's `batch-handler` for `$plugin`, which implements the crate's
 /// `handler` `Guest` trait: each event of a batch runs through its `validate`, then,
 /// when that accepts it, its `transform`, exactly as the host would call them one by one.
+/// `validate` gets a copy of the event. A plugin whose `validate` only reads the event can
+/// spare that copy by naming a function that does both in one pass, with the same result:
+/// `export_batch_handler!(Filter, Filter::transform)` when `validate` accepts everything.
 ///
 /// For a crate whose bindings `wit_bindgen::generate!` made at its root for the
 /// `batch-plugin` world; `export!($plugin)` stays as it is.
@@ -30,12 +33,23 @@ pub fn handle(
 )]
 macro_rules! export_batch_handler {
     ($plugin:ty) => {
+        $crate::export_batch_handler!($plugin, |event| {
+            use crate::exports::adtrack::plugin::handler::Guest;
+            match <$plugin as Guest>::validate(event.clone()) {
+                Ok(()) => <$plugin as Guest>::transform(event),
+                Err(error) => Err(error),
+            }
+        });
+    };
+    ($plugin:ty, $validate_then_transform:expr) => {
         impl crate::exports::adtrack::plugin::batch_handler::Guest for $plugin {
             fn handle(
                 events: ::std::vec::Vec<u8>,
             ) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
-                use crate::exports::adtrack::plugin::handler::{Event, Guest, PluginError};
+                use crate::exports::adtrack::plugin::handler::{Event, PluginError};
                 use $crate::outcome::Result as Answer;
+                let validate_then_transform: fn(Event) -> Result<Vec<Event>, PluginError> =
+                    $validate_then_transform;
                 $crate::handle(&events, |event| {
                     let event = Event {
                         id: event.id,
@@ -45,11 +59,7 @@ macro_rules! export_batch_handler {
                         payload: event.payload,
                         attributes: $crate::Event::attribute_pairs(event.attributes),
                     };
-                    let result = match <$plugin as Guest>::validate(event.clone()) {
-                        Ok(()) => <$plugin as Guest>::transform(event),
-                        Err(error) => Err(error),
-                    };
-                    let answer = match result {
+                    let answer = match validate_then_transform(event) {
                         Ok(events) => Answer::Accepted($crate::Events {
                             events: events
                                 .into_iter()

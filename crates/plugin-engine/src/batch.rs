@@ -14,30 +14,31 @@ use crate::event::Event;
 /// What `validate` then `transform` returned for one event.
 pub(crate) type EventResult = Result<Vec<Event>, WitPluginError>;
 
-/// `events` as an encoded `EventBatch`, written without copying them first.
-pub(crate) fn encode_events(events: &[Event]) -> Vec<u8> {
+/// Writes `events` into `buffer` (cleared first) as an encoded `EventBatch`, without
+/// copying them first.
+pub(crate) fn encode_events(events: &[Event], buffer: &mut Vec<u8>) {
     let size: usize = events
         .iter()
         .map(|event| delimited_len(1, event_len(event)))
         .sum();
-    let mut buffer = Vec::with_capacity(size);
+    buffer.clear();
+    buffer.reserve(size);
     for event in events {
-        encode_key(1, WireType::LengthDelimited, &mut buffer);
-        encode_varint(event_len(event) as u64, &mut buffer);
-        put_bytes(1, event.id.as_bytes(), &mut buffer);
-        put_bytes(2, event.key.as_bytes(), &mut buffer);
-        encode_key(3, WireType::Varint, &mut buffer);
-        encode_varint(event.timestamp_ms, &mut buffer);
-        put_bytes(4, event.content_type.as_bytes(), &mut buffer);
-        put_bytes(5, &event.payload, &mut buffer);
+        encode_key(1, WireType::LengthDelimited, buffer);
+        encode_varint(event_len(event) as u64, buffer);
+        put_bytes(1, event.id.as_bytes(), buffer);
+        put_bytes(2, event.key.as_bytes(), buffer);
+        encode_key(3, WireType::Varint, buffer);
+        encode_varint(event.timestamp_ms, buffer);
+        put_bytes(4, event.content_type.as_bytes(), buffer);
+        put_bytes(5, &event.payload, buffer);
         for (name, value) in &event.attributes {
-            encode_key(6, WireType::LengthDelimited, &mut buffer);
-            encode_varint(attribute_len(name, value) as u64, &mut buffer);
-            put_bytes(1, name.as_bytes(), &mut buffer);
-            put_bytes(2, value.as_bytes(), &mut buffer);
+            encode_key(6, WireType::LengthDelimited, buffer);
+            encode_varint(attribute_len(name, value) as u64, buffer);
+            put_bytes(1, name.as_bytes(), buffer);
+            put_bytes(2, value.as_bytes(), buffer);
         }
     }
-    buffer
 }
 
 /// The results in an encoded `OutcomeBatch` answering `expected` events; an answer
@@ -135,7 +136,9 @@ mod tests {
             Event::default(),
             event("m3", &[("userAgent", "Mozilla/5.0 ✓")]),
         ];
-        let decoded = EventBatch::decode(encode_events(&events).as_slice()).expect("decodes");
+        let mut buffer = vec![1, 2, 3];
+        encode_events(&events, &mut buffer);
+        let decoded = EventBatch::decode(buffer.as_slice()).expect("decodes");
         let round_trip: Vec<Event> = decoded.events.into_iter().map(Event::from).collect();
         assert_eq!(round_trip, events);
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::OwnedSemaphorePermit;
-use wasmtime::component::Func;
+use wasmtime::component::{Func, WasmList};
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
 use crate::batch::{self, EventResult};
@@ -36,6 +36,9 @@ pub(crate) enum StartFailure {
 /// allows (its error type is private, so the message is what identifies it).
 const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
 
+/// The largest encoding buffer an instance keeps between `batch-handler` calls.
+const KEPT_BATCH_INPUT_BYTES: usize = 1 << 20;
+
 /// A plugin instance with its own store. It serves one batch at a time and, between
 /// batches, may wait in its plugin's [`crate::instance_pool::InstancePool`]; after a
 /// failure it is dropped.
@@ -44,6 +47,8 @@ pub(crate) struct PluginInstance {
     plugin: Plugin,
     /// The plugin's `batch-handler.handle`, when it exports one.
     batch_handler: Option<Func>,
+    /// The encoded events of the last `batch-handler` call, kept for the next one.
+    batch_input: Vec<u8>,
     version: PluginVersion,
     /// Guest calls served so far, counting a `batch-handler` call as the `validate`
     /// and `transform` calls it stands for.
@@ -116,6 +121,7 @@ impl PluginInstance {
             store,
             plugin,
             batch_handler,
+            batch_input: Vec::new(),
             version: compiled.version(),
             calls: 0,
             in_call: false,
@@ -165,23 +171,37 @@ impl PluginInstance {
             ));
         };
         let count = u32::try_from(events.len()).unwrap_or(u32::MAX);
-        let input = batch::encode_events(events);
+        batch::encode_events(events, &mut self.batch_input);
         begin_call(&mut self.store, count)?;
         self.calls += 2 * u64::from(count);
         self.in_call = true;
+        // The answer is read where the guest left it, not copied out first.
         let handle = handle
-            .typed::<(&[u8],), (Result<Vec<u8>, String>,)>(&self.store)
+            .typed::<(&[u8],), (Result<WasmList<u8>, String>,)>(&self.store)
             .map_err(|error| CallFailure::Reported(format!("{error:#}")))?;
         let wall_limit = self.store.data().wall_limit();
-        let outcome =
-            tokio::time::timeout(wall_limit, handle.call_async(&mut self.store, (&input,))).await;
+        let call = handle.call_async(&mut self.store, (&self.batch_input,));
+        let outcome = tokio::time::timeout(wall_limit, call).await;
         self.in_call = false;
         let (answer,) = settle(&self.store, outcome)?;
         let answer = answer.map_err(|error| {
             CallFailure::Reported(format!("batch-handler refused the batch: {error}"))
         })?;
-        let results =
-            batch::decode_outcomes(&answer, events.len()).map_err(CallFailure::Reported)?;
+        let budget = self.store.data().limits.host_copy_budget();
+        let budget = budget.saturating_mul(events.len());
+        if answer.len() > budget {
+            return Err(CallFailure::OutputTooLarge(format!(
+                "an answer of {} bytes for {} events, more than the {budget} bytes they may \
+                 return; refused before it was read",
+                answer.len(),
+                events.len()
+            )));
+        }
+        let results = batch::decode_outcomes(answer.as_le_slice(&self.store), events.len())
+            .map_err(CallFailure::Reported)?;
+        if self.batch_input.capacity() > KEPT_BATCH_INPUT_BYTES {
+            self.batch_input = Vec::new();
+        }
         let limits = &self.store.data().limits;
         results
             .into_iter()

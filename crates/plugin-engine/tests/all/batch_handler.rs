@@ -146,3 +146,26 @@ async fn a_batch_call_that_runs_out_of_time_loses_no_event() {
     let outcomes = chain.process(events).await;
     assert_eq!(stamps(&outcomes), ["1", "failed: timeout", "1"]);
 }
+
+#[tokio::test]
+async fn an_event_over_the_output_limits_in_a_batch_fails_alone() {
+    let settings = PluginSettings {
+        limits: PluginLimits {
+            max_output_events: 10,
+            ..PluginLimits::default()
+        },
+        ..PluginSettings::default()
+    };
+    let chain = stateful_chain(settings, Arc::new(NoCoreData));
+    let events = vec![
+        event("a", &[]),
+        event("b", &[("copies", "11")]),
+        event("c", &[("copies", "10")]),
+    ];
+    let outcomes = chain.process(events).await;
+    assert_eq!(stamps(&outcomes), ["1", "failed: output_too_large", "1"]);
+    let Outcome::Accepted(copies) = &outcomes[2].outcome else {
+        unreachable!("stamps checked it");
+    };
+    assert_eq!(copies.len(), 10, "ten copies are within the limit");
+}

@@ -14,6 +14,8 @@ wit_bindgen::generate!({
     world: "batch-plugin",
 });
 
+use std::sync::OnceLock;
+
 use adtrack::plugin::{config, core_data};
 use exports::adtrack::plugin::handler::{Event, Guest, PluginError};
 
@@ -41,14 +43,28 @@ impl Guest for Enrich {
             }
         };
 
-        let fields = config::get("fields").unwrap_or_else(|| DEFAULT_FIELDS.to_owned());
-        for field in fields.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+        for field in fields() {
             if let Some((_, value)) = record.iter().find(|(name, _)| name == field) {
                 set_attribute(&mut event.attributes, field, value);
             }
         }
         Ok(vec![event])
     }
+}
+
+/// The configured field names, without empty ones. Read once per instance: config never
+/// changes under one.
+fn fields() -> &'static [String] {
+    static FIELDS: OnceLock<Vec<String>> = OnceLock::new();
+    FIELDS.get_or_init(|| {
+        config::get("fields")
+            .unwrap_or_else(|| DEFAULT_FIELDS.to_owned())
+            .split(',')
+            .map(str::trim)
+            .filter(|field| !field.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
 }
 
 /// The event's non-empty `programId` attribute, or a rejection.
@@ -69,4 +85,5 @@ fn set_attribute(attributes: &mut Vec<(String, String)>, name: &str, value: &str
 }
 
 export!(Enrich);
-plugin_batch::export_batch_handler!(Enrich);
+// `transform` rejects what `validate` rejects (no `programId`) first, so it alone is both.
+plugin_batch::export_batch_handler!(Enrich, Enrich::transform);

@@ -13,6 +13,8 @@ wit_bindgen::generate!({
     world: "batch-plugin",
 });
 
+use std::sync::OnceLock;
+
 use adtrack::plugin::config;
 use adtrack::plugin::log::{self, Level};
 use exports::adtrack::plugin::handler::{Event, Guest, PluginError};
@@ -36,16 +38,9 @@ impl Guest for Filter {
             return Ok(vec![event]);
         };
         let user_agent = user_agent.to_ascii_lowercase();
-
-        let patterns = config::get("bot-patterns")
-            .unwrap_or_else(|| DEFAULT_BOT_PATTERNS.to_owned())
-            .to_ascii_lowercase();
-        let matched = patterns
-            .split(',')
-            .map(str::trim)
-            // An empty pattern would match every user agent.
-            .filter(|pattern| !pattern.is_empty())
-            .find(|pattern| user_agent.contains(pattern));
+        let matched = bot_patterns()
+            .iter()
+            .find(|pattern| user_agent.contains(pattern.as_str()));
 
         match matched {
             Some(pattern) => {
@@ -63,5 +58,22 @@ impl Guest for Filter {
     }
 }
 
+/// The configured bot patterns, lowercased, without empty ones (an empty pattern would
+/// match every user agent). Read once per instance: config never changes under one.
+fn bot_patterns() -> &'static [String] {
+    static PATTERNS: OnceLock<Vec<String>> = OnceLock::new();
+    PATTERNS.get_or_init(|| {
+        config::get("bot-patterns")
+            .unwrap_or_else(|| DEFAULT_BOT_PATTERNS.to_owned())
+            .to_ascii_lowercase()
+            .split(',')
+            .map(str::trim)
+            .filter(|pattern| !pattern.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
 export!(Filter);
-plugin_batch::export_batch_handler!(Filter);
+// `validate` accepts every event, so `transform` alone is both.
+plugin_batch::export_batch_handler!(Filter, Filter::transform);

@@ -20,19 +20,30 @@ struct ValidateTracking;
 
 impl Guest for ValidateTracking {
     fn validate(event: Event) -> Result<(), PluginError> {
-        let digits = |value: &str| value.bytes().all(|b| b.is_ascii_digit());
-        let alphanumeric = |value: &str| value.bytes().all(|b| b.is_ascii_alphanumeric());
-
-        check(&event, "programId", "digits", digits)?;
-        check(&event, "checksum", "ASCII letters and digits", alphanumeric)?;
-        check(&event, "customerId", "digits", digits)?;
-        Ok(())
+        check_fields(&event)
     }
 
     fn transform(mut event: Event) -> Result<Vec<Event>, PluginError> {
         set_attribute(&mut event.attributes, "valid", "true");
         Ok(vec![event])
     }
+}
+
+/// `validate` then `transform` in one pass, without copying the event.
+fn validate_then_transform(event: Event) -> Result<Vec<Event>, PluginError> {
+    check_fields(&event)?;
+    ValidateTracking::transform(event)
+}
+
+/// Rejects the event unless its tracking fields are well formed.
+fn check_fields(event: &Event) -> Result<(), PluginError> {
+    let digits = |value: &str| value.bytes().all(|b| b.is_ascii_digit());
+    let alphanumeric = |value: &str| value.bytes().all(|b| b.is_ascii_alphanumeric());
+
+    check(event, "programId", "digits", digits)?;
+    check(event, "checksum", "ASCII letters and digits", alphanumeric)?;
+    check(event, "customerId", "digits", digits)?;
+    Ok(())
 }
 
 /// Rejects the event unless attribute `name` is present, non-empty and `well_formed`.
@@ -78,7 +89,7 @@ fn quoted(value: &str) -> String {
 }
 
 export!(ValidateTracking);
-plugin_batch::export_batch_handler!(ValidateTracking);
+plugin_batch::export_batch_handler!(ValidateTracking, validate_then_transform);
 
 #[cfg(test)]
 mod tests {

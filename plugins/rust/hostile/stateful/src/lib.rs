@@ -3,7 +3,8 @@
 //! the number of `transform` calls this instance has served (1 for a fresh instance),
 //! then, as the event's attributes ask: leaks `leakBytes` bytes of linear memory, looks
 //! up `lookup` in core data (a lookup that never answers holds the call), traps on
-//! `trap`, or reports itself broken (`fail`) on `fail`. Tests watch instances being
+//! `trap`, or reports itself broken (`fail`) on `fail`; it returns `copies` copies of the
+//! event when asked to. Tests watch instances being
 //! reused and replaced through it, one event per call and many (`batch-handler`).
 //!
 //! Config keys: none.
@@ -55,10 +56,11 @@ impl Guest for Stateful {
             #[cfg(not(target_arch = "wasm32"))]
             unreachable!("asked to trap");
         }
+        let copies = attribute("copies").and_then(|value| value.parse().ok());
         event
             .attributes
             .push(("instanceCalls".to_owned(), calls.to_string()));
-        Ok(vec![event])
+        Ok(vec![event; copies.unwrap_or(1)])
     }
 }
 

@@ -1,4 +1,5 @@
-//! Running an ordered chain of plugins over events: validate, then transform, per plugin.
+//! Running an ordered chain of plugins over events: validate, then transform, per plugin
+//! (in one `batch-handler` call for many events, where the plugin exports it).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -271,7 +272,7 @@ impl<'c> Step<'c> {
             }
             let take = rest.len().min(BATCH_CALL_EVENTS);
             let mut chunk: Vec<Event> = rest.drain(..take).collect();
-            let answered = self.run_batch(&mut chunk).await;
+            let answered = self.run_batch(&chunk).await;
             let done = answered.len();
             results.extend(answered);
             // Events the call left unanswered run again, first.
@@ -285,7 +286,7 @@ impl<'c> Step<'c> {
     /// again on a fresh instance) or the instance could not start (the first event
     /// gets that outcome). When the call itself fails, nothing is answered and this
     /// step falls back to `handler`.
-    async fn run_batch(&mut self, chunk: &mut [Event]) -> Vec<Result<Vec<Event>, Outcome>> {
+    async fn run_batch(&mut self, chunk: &[Event]) -> Vec<Result<Vec<Event>, Outcome>> {
         let started = Instant::now();
         let instance = match self.instance().await {
             Ok(instance) => instance,

@@ -13,12 +13,6 @@ use adtrack_consumer::precompile::precompile;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc instead of glibc's malloc: a request allocates for its JSON, protobuf records
-/// and plugin events, and glibc's allocator was a fifth of the engine's profile (the
-/// README's Performance section has the numbers).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     // Before parsing: the description needs none of the required settings.

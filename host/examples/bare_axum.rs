@@ -9,10 +9,6 @@ use axum::extract::Path;
 use axum::routing::get;
 use serde_json::{Value, json};
 
-/// The host's allocator, so the ratio measures the host's stages, not the allocator.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 async fn track(Path(program_id): Path<String>) -> Json<Value> {
     Json(json!({
         "userAgent": "wrk",

@@ -51,12 +51,6 @@ enum Command {
     DescribeDeployment,
 }
 
-/// mimalloc instead of glibc's malloc: a request allocates for its JSON, protobuf records
-/// and plugin events, and glibc's allocator was a fifth of the engine's profile (the
-/// README's Performance section has the numbers).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -158,6 +158,22 @@ async fn metrics_expose_requests_plugins_cache_and_stream() {
         );
     }
     assert!(text.contains(r#"plugin="enrich""#), "{text}");
+    assert!(
+        !text.contains("plugin_batch_fallbacks_total"),
+        "no batch-handler call failed and was redone through handler:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_example_plugins_are_reported_as_batch_plugins() {
+    let host = start_host(&[]).await;
+    let (status, body) = host.get("/admin/plugins").await;
+    assert_eq!(status, 200, "{body}");
+    let plugins = body["plugins"].as_array().expect("plugins");
+    assert_eq!(plugins.len(), 4, "{body}");
+    for plugin in plugins {
+        assert_eq!(plugin["handlesBatches"], true, "{plugin}");
+    }
 }
 
 /// A batch of 1 000 events goes to the stream in one call: it is acknowledged (on disk,

@@ -48,7 +48,9 @@ macro_rules! export_batch_handler {
             ) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
                 use crate::exports::adtrack::plugin::handler::{Event, PluginError};
                 use $crate::outcome::Result as Answer;
-                let validate_then_transform: fn(Event) -> Result<Vec<Event>, PluginError> =
+                let validate_then_transform: fn(
+                    Event,
+                ) -> ::std::result::Result<::std::vec::Vec<Event>, PluginError> =
                     $validate_then_transform;
                 $crate::handle(&events, |event| {
                     let event = Event {

@@ -14,15 +14,10 @@ use crate::event::Event;
 /// What `validate` then `transform` returned for one event.
 pub(crate) type EventResult = Result<Vec<Event>, WitPluginError>;
 
-/// Writes `events` into `buffer` (cleared first) as an encoded `EventBatch`, without
-/// copying them first.
+/// Writes `events` into `buffer` (cleared first; its capacity is reused) as an encoded
+/// `EventBatch`, without copying them first.
 pub(crate) fn encode_events(events: &[Event], buffer: &mut Vec<u8>) {
-    let size: usize = events
-        .iter()
-        .map(|event| delimited_len(1, event_len(event)))
-        .sum();
     buffer.clear();
-    buffer.reserve(size);
     for event in events {
         encode_key(1, WireType::LengthDelimited, buffer);
         encode_varint(event_len(event) as u64, buffer);
@@ -41,17 +36,25 @@ pub(crate) fn encode_events(events: &[Event], buffer: &mut Vec<u8>) {
     }
 }
 
-/// The results in an encoded `OutcomeBatch` answering `expected` events; an answer
-/// that does not decode, or holds another number of outcomes or an empty one, is an
-/// error.
-pub(crate) fn decode_outcomes(answer: &[u8], expected: usize) -> Result<Vec<EventResult>, String> {
+/// The results in an encoded `OutcomeBatch` answering `expected` events, each outcome
+/// holding at most `max_events` events. The shape is checked before anything is decoded,
+/// since an event of a few bytes becomes a host allocation many times that size: too
+/// many events is output over the limits; another number of outcomes, an empty outcome,
+/// or bytes that do not decode make a malformed answer.
+pub(crate) fn decode_outcomes(
+    answer: &[u8],
+    expected: usize,
+    max_events: usize,
+) -> Result<Vec<EventResult>, CallFailure> {
+    let malformed = |reason: String| CallFailure::Reported(format!("batch-handler {reason}"));
+    check_shape(answer, expected, max_events)?;
     let batch = OutcomeBatch::decode(answer)
-        .map_err(|error| format!("batch-handler answered an undecodable OutcomeBatch: {error}"))?;
+        .map_err(|error| malformed(format!("answered an undecodable OutcomeBatch: {error}")))?;
     if batch.outcomes.len() != expected {
-        return Err(format!(
-            "batch-handler answered {} outcomes for {expected} events",
+        return Err(malformed(format!(
+            "answered {} outcomes for {expected} events",
             batch.outcomes.len()
-        ));
+        )));
     }
     batch
         .outcomes
@@ -63,9 +66,88 @@ pub(crate) fn decode_outcomes(answer: &[u8], expected: usize) -> Result<Vec<Even
             Some(outcome::Result::Reject(reason)) => Ok(Err(WitPluginError::Reject(reason))),
             Some(outcome::Result::Retry(reason)) => Ok(Err(WitPluginError::Retry(reason))),
             Some(outcome::Result::Fail(reason)) => Ok(Err(WitPluginError::Fail(reason))),
-            None => Err("batch-handler answered an outcome with no result".to_owned()),
+            None => Err(malformed("answered an outcome with no result".to_owned())),
         })
         .collect()
+}
+
+/// Refuses an answer with more than `expected` outcomes or an outcome of more than
+/// `max_events` events, reading only the field keys and lengths.
+fn check_shape(answer: &[u8], expected: usize, max_events: usize) -> Result<(), CallFailure> {
+    let mut outcomes = 0;
+    each_field(answer, &mut |tag, outcome| {
+        if tag != 1 {
+            return Ok(());
+        }
+        outcomes += 1;
+        if outcomes > expected {
+            return Err(CallFailure::Reported(format!(
+                "batch-handler answered more than {expected} outcomes for {expected} events"
+            )));
+        }
+        each_field(outcome.unwrap_or_default(), &mut |tag, accepted| {
+            if tag != 1 {
+                return Ok(()); // a reject, retry or fail reason
+            }
+            let mut events = 0;
+            each_field(accepted.unwrap_or_default(), &mut |tag, _| {
+                if tag == 1 {
+                    events += 1;
+                }
+                if events > max_events {
+                    return Err(CallFailure::OutputTooLarge(format!(
+                        "more than {max_events} events for one input event, the limit is \
+                         {max_events}; refused before it was decoded"
+                    )));
+                }
+                Ok(())
+            })
+        })
+    })
+}
+
+/// Calls `visit` with the tag of each field of an encoded message, and the payload of
+/// the length-delimited ones.
+fn each_field(
+    mut bytes: &[u8],
+    visit: &mut dyn FnMut(u32, Option<&[u8]>) -> Result<(), CallFailure>,
+) -> Result<(), CallFailure> {
+    let malformed = |reason: String| {
+        CallFailure::Reported(format!(
+            "batch-handler answered an undecodable OutcomeBatch: {reason}"
+        ))
+    };
+    while !bytes.is_empty() {
+        let (tag, wire_type) = decode_key(&mut bytes).map_err(|error| malformed(error.to_string()))?;
+        let payload = match wire_type {
+            WireType::Varint => {
+                decode_varint(&mut bytes).map_err(|error| malformed(error.to_string()))?;
+                None
+            }
+            WireType::LengthDelimited => {
+                let len = decode_varint(&mut bytes).map_err(|error| malformed(error.to_string()))?;
+                let len = usize::try_from(len)
+                    .ok()
+                    .filter(|len| *len <= bytes.len())
+                    .ok_or_else(|| malformed("a field runs past the end".to_owned()))?;
+                let (payload, rest) = bytes.split_at(len);
+                bytes = rest;
+                Some(payload)
+            }
+            WireType::SixtyFourBit | WireType::ThirtyTwoBit => {
+                let width = if wire_type == WireType::SixtyFourBit { 8 } else { 4 };
+                bytes = bytes
+                    .get(width..)
+                    .ok_or_else(|| malformed("a field runs past the end".to_owned()))?;
+                None
+            }
+            WireType::StartGroup | WireType::EndGroup => {
+                return Err(malformed("groups are not part of the schema".to_owned()));
+            }
+        };
+        visit(tag, payload)?;
+    }
+    Ok(())
 }
 
 impl From<plugin_batch::Event> for Event {
@@ -167,7 +249,7 @@ mod tests {
             ],
         }
         .encode_to_vec();
-        let results = decode_outcomes(&answer, 4).expect("decodes");
+        let results = decode_outcomes(&answer, 4, 10).expect("decodes");
         assert_eq!(results[0].as_ref().unwrap()[0].id, "m1");
         assert!(results[1].as_ref().unwrap().is_empty());
         assert!(matches!(&results[2], Err(WitPluginError::Reject(r)) if r == "bad"));
@@ -176,24 +258,47 @@ mod tests {
 
     #[test]
     fn a_malformed_answer_is_an_error_naming_what_is_wrong() {
+        let reason = |answer: &[u8], expected| match decode_outcomes(answer, expected, 10) {
+            Err(CallFailure::Reported(reason)) => reason,
+            other => panic!("expected a malformed answer, got {other:?}"),
+        };
         let one = OutcomeBatch {
             outcomes: vec![Outcome {
                 result: Some(outcome::Result::Retry("later".into())),
             }],
         }
         .encode_to_vec();
-        let count = decode_outcomes(&one, 2).unwrap_err();
+        let count = reason(&one, 2);
         assert!(count.contains("1 outcomes for 2 events"), "{count}");
+        let too_many = reason(&[one.clone(), one.clone()].concat(), 1);
+        assert!(too_many.contains("more than 1 outcomes"), "{too_many}");
         let empty = OutcomeBatch {
             outcomes: vec![Outcome { result: None }],
         }
         .encode_to_vec();
-        assert!(
-            decode_outcomes(&empty, 1)
-                .unwrap_err()
-                .contains("no result")
-        );
-        let garbage = decode_outcomes(&[0xff, 0xff], 1).unwrap_err();
+        assert!(reason(&empty, 1).contains("no result"));
+        let garbage = reason(&[0xff, 0xff], 1);
         assert!(garbage.contains("undecodable"), "{garbage}");
+        let truncated = reason(&one[..one.len() - 1], 1);
+        assert!(truncated.contains("undecodable"), "{truncated}");
+    }
+
+    #[test]
+    fn too_many_events_are_refused_before_they_are_decoded() {
+        let many = OutcomeBatch {
+            outcomes: vec![Outcome {
+                result: Some(outcome::Result::Accepted(Events {
+                    events: vec![plugin_batch::Event::default(); 11],
+                })),
+            }],
+        }
+        .encode_to_vec();
+        match decode_outcomes(&many, 1, 10) {
+            Err(CallFailure::OutputTooLarge(reason)) => {
+                assert!(reason.contains("the limit is 10"), "{reason}")
+            }
+            other => panic!("expected output over the limits, got {other:?}"),
+        }
+        assert_eq!(decode_outcomes(&many, 1, 11).expect("within")[0].as_ref().unwrap().len(), 11);
     }
 }

@@ -1,6 +1,7 @@
 //! Running an ordered chain of plugins over events: validate, then transform, per plugin
 //! (in one `batch-handler` call for many events, where the plugin exports it).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -127,7 +128,6 @@ impl PluginChain {
         for plugin in &self.steps {
             let mut step = Step::new(self, plugin);
             // Every event the live input events have become, with the input it came from.
-            let mut owners = Vec::new();
             let mut inputs = Vec::new();
             for (index, progress) in states.iter_mut().enumerate() {
                 let Ok(events) = &mut progress.state else {
@@ -137,13 +137,9 @@ impl PluginChain {
                     continue; // filtered by an earlier plugin
                 }
                 progress.processed_by.push(step.plugin_ref.clone());
-                for event in std::mem::take(events) {
-                    owners.push(index);
-                    inputs.push(event);
-                }
+                inputs.extend(std::mem::take(events).into_iter().map(|event| (index, event)));
             }
-            let results = step.run_all(inputs).await;
-            for (index, result) in owners.into_iter().zip(results) {
+            for (index, result) in step.run_all(inputs, states.len()).await {
                 let progress = &mut states[index];
                 let Ok(events) = &mut progress.state else {
                     continue; // stopped at an earlier event it became
@@ -257,26 +253,58 @@ impl<'c> Step<'c> {
         }
     }
 
-    /// Runs every event through this plugin, in order: through `batch-handler` when the
-    /// plugin exports it, in calls of at most [`BATCH_CALL_EVENTS`], else one event at
-    /// a time. Each result is what [`Step::run`] would have given for the event.
-    async fn run_all(&mut self, events: Vec<Event>) -> Vec<Result<Vec<Event>, Outcome>> {
+    /// Runs every event through this plugin, in order, each tagged with the input event
+    /// it came from (below `inputs`): through `batch-handler` when the plugin exports it,
+    /// in calls of at most [`BATCH_CALL_EVENTS`], else one event at a time. Once an event
+    /// is stopped, the later events of its input are not run (those already in the same
+    /// `batch-handler` call are, and their results dropped). Each result is what
+    /// [`Step::run`] would have given for the event.
+    async fn run_all(
+        &mut self,
+        events: Vec<(usize, Event)>,
+        inputs: usize,
+    ) -> Vec<(usize, Result<Vec<Event>, Outcome>)> {
+        let mut stopped = vec![false; inputs];
         let mut results = Vec::with_capacity(events.len());
-        let mut rest = events;
+        let mut rest = VecDeque::from(events);
         while !rest.is_empty() {
             if self.per_event || self.compiled.batch_handler.is_none() {
-                for event in rest {
-                    results.push(self.run(event).await);
+                for (input, event) in rest {
+                    if stopped[input] {
+                        continue;
+                    }
+                    let result = self.run(event).await;
+                    stopped[input] = result.is_err();
+                    results.push((input, result));
                 }
                 break;
             }
-            let take = rest.len().min(BATCH_CALL_EVENTS);
-            let mut chunk: Vec<Event> = rest.drain(..take).collect();
+            let mut owners = Vec::with_capacity(BATCH_CALL_EVENTS.min(rest.len()));
+            let mut chunk = Vec::with_capacity(owners.capacity());
+            while chunk.len() < BATCH_CALL_EVENTS
+                && let Some((input, event)) = rest.pop_front()
+            {
+                if !stopped[input] {
+                    owners.push(input);
+                    chunk.push(event);
+                }
+            }
+            if chunk.is_empty() {
+                continue; // every event left belongs to a stopped input
+            }
             let answered = self.run_batch(&chunk).await;
             let done = answered.len();
-            results.extend(answered);
+            for (&input, result) in owners.iter().zip(answered) {
+                if !stopped[input] {
+                    stopped[input] = result.is_err();
+                    results.push((input, result));
+                }
+            }
             // Events the call left unanswered run again, first.
-            rest.splice(0..0, chunk.drain(done..));
+            let unanswered = owners.into_iter().zip(chunk).skip(done);
+            for unanswered in unanswered.rev() {
+                rest.push_front(unanswered);
+            }
         }
         results
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::OwnedSemaphorePermit;
-use wasmtime::component::{Func, WasmList};
+use wasmtime::component::Func;
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
 use crate::batch::{self, EventResult};
@@ -90,7 +90,7 @@ impl PluginInstance {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        begin_call(&mut store, 1).map_err(StartFailure::Failed)?;
+        begin_call(&mut store, 1, 1).map_err(StartFailure::Failed)?;
         let wall_limit = store.data().wall_limit();
         let outcome =
             tokio::time::timeout(wall_limit, compiled.pre.instantiate_async(&mut store)).await;
@@ -113,9 +113,14 @@ impl PluginInstance {
             .map_err(|error| {
                 StartFailure::Failed(CallFailure::Instantiate(format!("{error:#}")))
             })?;
-        let batch_handler = compiled
-            .batch_handler
-            .and_then(|index| instance.get_func(&mut store, index));
+        let batch_handler = match compiled.batch_handler {
+            Some(index) => Some(instance.get_func(&mut store, index).ok_or_else(|| {
+                StartFailure::Failed(CallFailure::Instantiate(
+                    "the instance lacks the batch-handler export its component declares".into(),
+                ))
+            })?),
+            None => None,
+        };
         let memory_at_start = store.data().limiter.grown();
         Ok(Self {
             store,
@@ -157,10 +162,11 @@ impl PluginInstance {
             && !state.stderr_nearly_full()
     }
 
-    /// Calls the plugin's `batch-handler.handle` on `events`, under the limits of as
-    /// many `handler` calls; one result per event, each within the output limits of
-    /// one `transform`. Any failure fails the whole call: a trap, an exceeded limit,
-    /// an error answer, a malformed answer, or an event's output over the limits.
+    /// Calls the plugin's `batch-handler.handle` on `events`, under the limits of the
+    /// `validate` and `transform` calls it stands for; one result per event, each within
+    /// the output limits of one `transform`. Any failure fails the whole call: a trap, an
+    /// exceeded limit, an error answer, a malformed answer, or an event's output over the
+    /// limits.
     pub(crate) async fn handle_batch(
         &mut self,
         events: &[Event],
@@ -170,39 +176,28 @@ impl PluginInstance {
                 "the plugin exports no batch-handler".into(),
             ));
         };
+        // The answer is copied out before the call returns: the guest frees it then.
+        let handle = handle
+            .typed::<(&[u8],), (Result<Vec<u8>, String>,)>(&self.store)
+            .map_err(|error| CallFailure::Reported(format!("{error:#}")))?;
         let count = u32::try_from(events.len()).unwrap_or(u32::MAX);
         batch::encode_events(events, &mut self.batch_input);
-        begin_call(&mut self.store, count)?;
+        begin_call(&mut self.store, count.saturating_mul(2), count)?;
         self.calls += 2 * u64::from(count);
         self.in_call = true;
-        // The answer is read where the guest left it, not copied out first.
-        let handle = handle
-            .typed::<(&[u8],), (Result<WasmList<u8>, String>,)>(&self.store)
-            .map_err(|error| CallFailure::Reported(format!("{error:#}")))?;
         let wall_limit = self.store.data().wall_limit();
         let call = handle.call_async(&mut self.store, (&self.batch_input,));
         let outcome = tokio::time::timeout(wall_limit, call).await;
         self.in_call = false;
+        if self.batch_input.capacity() > KEPT_BATCH_INPUT_BYTES {
+            self.batch_input = Vec::new();
+        }
         let (answer,) = settle(&self.store, outcome)?;
         let answer = answer.map_err(|error| {
             CallFailure::Reported(format!("batch-handler refused the batch: {error}"))
         })?;
-        let budget = self.store.data().limits.host_copy_budget();
-        let budget = budget.saturating_mul(events.len());
-        if answer.len() > budget {
-            return Err(CallFailure::OutputTooLarge(format!(
-                "an answer of {} bytes for {} events, more than the {budget} bytes they may \
-                 return; refused before it was read",
-                answer.len(),
-                events.len()
-            )));
-        }
-        let results = batch::decode_outcomes(answer.as_le_slice(&self.store), events.len())
-            .map_err(CallFailure::Reported)?;
-        if self.batch_input.capacity() > KEPT_BATCH_INPUT_BYTES {
-            self.batch_input = Vec::new();
-        }
         let limits = &self.store.data().limits;
+        let results = batch::decode_outcomes(&answer, events.len(), limits.max_output_events)?;
         results
             .into_iter()
             .map(|result| match result {
@@ -252,26 +247,27 @@ impl PluginInstance {
 impl PluginInstance {
     /// Arms the limits for a guest call and marks the instance as in a call.
     fn begin(&mut self) -> Result<(), CallFailure> {
-        begin_call(&mut self.store, 1)?;
+        begin_call(&mut self.store, 1, 1)?;
         self.calls += 1;
         self.in_call = true;
         Ok(())
     }
 }
 
-/// Arms the limits for the next guest call, which handles `events` events, with each
-/// limit that many times one call's: fresh fuel, a fresh deadline, and a cap on the
-/// data the guest may hand the host (results and import arguments), checked before
-/// that data is copied out of guest memory.
-fn begin_call(store: &mut Store<SandboxState>, events: u32) -> Result<(), CallFailure> {
+/// Arms the limits for the next guest call, which stands for `calls` `handler` calls
+/// (`validate` and `transform` per event of a batch) with `outputs` `transform` outputs:
+/// fresh fuel and a fresh deadline, each `calls` times one call's, and a cap, `outputs`
+/// times one output's, on the data the guest may hand the host during the call (results
+/// and import arguments), checked before that data is copied out of guest memory.
+fn begin_call(store: &mut Store<SandboxState>, calls: u32, outputs: u32) -> Result<(), CallFailure> {
     if let Some(fuel) = store.data().limits.fuel {
         store
-            .set_fuel(fuel.saturating_mul(u64::from(events)))
+            .set_fuel(fuel.saturating_mul(u64::from(calls)))
             .map_err(|error| CallFailure::Instantiate(format!("{error:#}")))?;
     }
     let budget = store.data().limits.host_copy_budget();
-    store.set_hostcall_fuel(budget.saturating_mul(events as usize));
-    store.data_mut().start_call(events);
+    store.set_hostcall_fuel(budget.saturating_mul(outputs.max(1) as usize));
+    store.data_mut().start_call(calls);
     store.set_epoch_deadline(1);
     Ok(())
 }
@@ -284,7 +280,7 @@ fn settle<R>(
 ) -> Result<R, CallFailure> {
     let state = store.data();
     match outcome {
-        Err(_elapsed) => Err(CallFailure::Timeout(state.limits.timeout)),
+        Err(_elapsed) => Err(CallFailure::Timeout(state.call_timeout())),
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(classify(error, state)),
     }
@@ -294,13 +290,14 @@ fn settle<R>(
 fn classify(error: wasmtime::Error, state: &SandboxState) -> CallFailure {
     let limits = &state.limits;
     if error.downcast_ref::<DeadlineExceeded>().is_some() {
-        return CallFailure::Timeout(limits.timeout);
+        return CallFailure::Timeout(state.call_timeout());
     }
     if state.limiter.exceeded {
         return CallFailure::MemoryLimit(state.limiter.limit());
     }
     if let Some(Trap::OutOfFuel) = error.downcast_ref::<Trap>() {
-        return CallFailure::FuelExhausted(limits.fuel.unwrap_or_default());
+        let fuel = limits.fuel.unwrap_or_default();
+        return CallFailure::FuelExhausted(fuel.saturating_mul(u64::from(state.handler_calls())));
     }
     if error
         .chain()

@@ -34,9 +34,9 @@ pub(crate) struct SandboxState {
     pub(crate) limits: PluginLimits,
     /// When the current call started; the epoch callback measures the deadline from it.
     call_started: Instant,
-    /// Events the current call handles (more than one in a `batch-handler` call): its
-    /// time and log budgets are that many calls'.
-    call_events: u32,
+    /// `handler` calls the current call stands for (two per event of a `batch-handler`
+    /// call): its time and log budgets are that many calls'.
+    handler_calls: u32,
     epoch_tick: Duration,
     plugin_name: Arc<str>,
     version: PluginVersion,
@@ -63,7 +63,7 @@ impl SandboxState {
             stderr,
             limits: settings.limits.clone(),
             call_started: Instant::now(),
-            call_events: 1,
+            handler_calls: 1,
             epoch_tick,
             plugin_name,
             version,
@@ -73,17 +73,22 @@ impl SandboxState {
         }
     }
 
-    /// Marks the start of a guest call handling `events` events: its deadline counts
-    /// from now and its log lines are counted afresh.
-    pub(crate) fn start_call(&mut self, events: u32) {
+    /// `handler` calls the current call stands for.
+    pub(crate) fn handler_calls(&self) -> u32 {
+        self.handler_calls
+    }
+
+    /// Marks the start of a guest call standing for `calls` `handler` calls: its deadline
+    /// counts from now and its log lines are counted afresh.
+    pub(crate) fn start_call(&mut self, calls: u32) {
         self.call_started = Instant::now();
-        self.call_events = events.max(1);
-        self.log_lines_left = LOG_LINES_PER_CALL.saturating_mul(self.call_events);
+        self.handler_calls = calls.max(1);
+        self.log_lines_left = LOG_LINES_PER_CALL.saturating_mul(self.handler_calls);
     }
 
     /// The guest time budget of the current call.
-    fn call_timeout(&self) -> Duration {
-        self.limits.timeout.saturating_mul(self.call_events)
+    pub(crate) fn call_timeout(&self) -> Duration {
+        self.limits.timeout.saturating_mul(self.handler_calls)
     }
 
     /// Answers the guest's core-data lookups from `core_data` from now on.

@@ -50,8 +50,10 @@ macro_rules! export_batch_handler {
                 use $crate::outcome::Result as Answer;
                 let validate_then_transform: fn(
                     Event,
-                ) -> ::std::result::Result<::std::vec::Vec<Event>, PluginError> =
-                    $validate_then_transform;
+                ) -> ::std::result::Result<
+                    ::std::vec::Vec<Event>,
+                    PluginError,
+                > = $validate_then_transform;
                 $crate::handle(&events, |event| {
                     let event = Event {
                         id: event.id,

@@ -4,11 +4,12 @@
 
 use plugin_batch::prost::Message;
 use plugin_batch::prost::encoding::{
-    WireType, encode_key, encode_varint, encoded_len_varint, key_len,
+    WireType, decode_key, decode_varint, encode_key, encode_varint, encoded_len_varint, key_len,
 };
 use plugin_batch::{OutcomeBatch, outcome};
 
 use crate::bindings::WitPluginError;
+use crate::error::CallFailure;
 use crate::event::Event;
 
 /// What `validate` then `transform` returned for one event.
@@ -106,26 +107,28 @@ fn check_shape(answer: &[u8], expected: usize, max_events: usize) -> Result<(), 
     })
 }
 
+/// What [`each_field`] calls with a field's tag and, when length-delimited, its payload.
+type FieldVisitor<'v> = dyn FnMut(u32, Option<&[u8]>) -> Result<(), CallFailure> + 'v;
+
 /// Calls `visit` with the tag of each field of an encoded message, and the payload of
 /// the length-delimited ones.
-fn each_field(
-    mut bytes: &[u8],
-    visit: &mut dyn FnMut(u32, Option<&[u8]>) -> Result<(), CallFailure>,
-) -> Result<(), CallFailure> {
+fn each_field(mut bytes: &[u8], visit: &mut FieldVisitor<'_>) -> Result<(), CallFailure> {
     let malformed = |reason: String| {
         CallFailure::Reported(format!(
             "batch-handler answered an undecodable OutcomeBatch: {reason}"
         ))
     };
     while !bytes.is_empty() {
-        let (tag, wire_type) = decode_key(&mut bytes).map_err(|error| malformed(error.to_string()))?;
+        let (tag, wire_type) =
+            decode_key(&mut bytes).map_err(|error| malformed(error.to_string()))?;
         let payload = match wire_type {
             WireType::Varint => {
                 decode_varint(&mut bytes).map_err(|error| malformed(error.to_string()))?;
                 None
             }
             WireType::LengthDelimited => {
-                let len = decode_varint(&mut bytes).map_err(|error| malformed(error.to_string()))?;
+                let len =
+                    decode_varint(&mut bytes).map_err(|error| malformed(error.to_string()))?;
                 let len = usize::try_from(len)
                     .ok()
                     .filter(|len| *len <= bytes.len())
@@ -135,7 +138,11 @@ fn each_field(
                 Some(payload)
             }
             WireType::SixtyFourBit | WireType::ThirtyTwoBit => {
-                let width = if wire_type == WireType::SixtyFourBit { 8 } else { 4 };
+                let width = if wire_type == WireType::SixtyFourBit {
+                    8
+                } else {
+                    4
+                };
                 bytes = bytes
                     .get(width..)
                     .ok_or_else(|| malformed("a field runs past the end".to_owned()))?;
@@ -299,6 +306,12 @@ mod tests {
             }
             other => panic!("expected output over the limits, got {other:?}"),
         }
-        assert_eq!(decode_outcomes(&many, 1, 11).expect("within")[0].as_ref().unwrap().len(), 11);
+        assert_eq!(
+            decode_outcomes(&many, 1, 11).expect("within")[0]
+                .as_ref()
+                .unwrap()
+                .len(),
+            11
+        );
     }
 }

@@ -137,7 +137,11 @@ impl PluginChain {
                     continue; // filtered by an earlier plugin
                 }
                 progress.processed_by.push(step.plugin_ref.clone());
-                inputs.extend(std::mem::take(events).into_iter().map(|event| (index, event)));
+                inputs.extend(
+                    std::mem::take(events)
+                        .into_iter()
+                        .map(|event| (index, event)),
+                );
             }
             for (index, result) in step.run_all(inputs, states.len()).await {
                 let progress = &mut states[index];

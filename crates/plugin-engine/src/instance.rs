@@ -259,7 +259,11 @@ impl PluginInstance {
 /// fresh fuel and a fresh deadline, each `calls` times one call's, and a cap, `outputs`
 /// times one output's, on the data the guest may hand the host during the call (results
 /// and import arguments), checked before that data is copied out of guest memory.
-fn begin_call(store: &mut Store<SandboxState>, calls: u32, outputs: u32) -> Result<(), CallFailure> {
+fn begin_call(
+    store: &mut Store<SandboxState>,
+    calls: u32,
+    outputs: u32,
+) -> Result<(), CallFailure> {
     if let Some(fuel) = store.data().limits.fuel {
         store
             .set_fuel(fuel.saturating_mul(u64::from(calls)))

@@ -47,16 +47,8 @@ pub(crate) fn decode_outcomes(
     expected: usize,
     max_events: usize,
 ) -> Result<Vec<EventResult>, CallFailure> {
-    let malformed = |reason: String| CallFailure::Reported(format!("batch-handler {reason}"));
     check_shape(answer, expected, max_events)?;
-    let batch = OutcomeBatch::decode(answer)
-        .map_err(|error| malformed(format!("answered an undecodable OutcomeBatch: {error}")))?;
-    if batch.outcomes.len() != expected {
-        return Err(malformed(format!(
-            "answered {} outcomes for {expected} events",
-            batch.outcomes.len()
-        )));
-    }
+    let batch = OutcomeBatch::decode(answer).map_err(undecodable)?;
     batch
         .outcomes
         .into_iter()
@@ -67,13 +59,13 @@ pub(crate) fn decode_outcomes(
             Some(outcome::Result::Reject(reason)) => Ok(Err(WitPluginError::Reject(reason))),
             Some(outcome::Result::Retry(reason)) => Ok(Err(WitPluginError::Retry(reason))),
             Some(outcome::Result::Fail(reason)) => Ok(Err(WitPluginError::Fail(reason))),
-            None => Err(malformed("answered an outcome with no result".to_owned())),
+            None => Err(malformed("answered an outcome with no result")),
         })
         .collect()
 }
 
-/// Refuses an answer with more than `expected` outcomes or an outcome of more than
-/// `max_events` events, reading only the field keys and lengths.
+/// Refuses an answer without exactly `expected` outcomes or with an outcome of more
+/// than `max_events` events, reading only the field keys and lengths.
 fn check_shape(answer: &[u8], expected: usize, max_events: usize) -> Result<(), CallFailure> {
     let mut outcomes = 0;
     each_field(answer, &mut |tag, outcome| {
@@ -82,29 +74,46 @@ fn check_shape(answer: &[u8], expected: usize, max_events: usize) -> Result<(), 
         }
         outcomes += 1;
         if outcomes > expected {
-            return Err(CallFailure::Reported(format!(
-                "batch-handler answered more than {expected} outcomes for {expected} events"
+            return Err(malformed(format!(
+                "answered more than {expected} outcomes for {expected} events"
             )));
         }
         each_field(outcome.unwrap_or_default(), &mut |tag, accepted| {
-            if tag != 1 {
-                return Ok(()); // a reject, retry or fail reason
+            if tag == 1 && fields_tagged(accepted.unwrap_or_default(), 1)? > max_events {
+                return Err(CallFailure::OutputTooLarge(format!(
+                    "more than {max_events} events for one input event, the limit is \
+                     {max_events}; refused before it was decoded"
+                )));
             }
-            let mut events = 0;
-            each_field(accepted.unwrap_or_default(), &mut |tag, _| {
-                if tag == 1 {
-                    events += 1;
-                }
-                if events > max_events {
-                    return Err(CallFailure::OutputTooLarge(format!(
-                        "more than {max_events} events for one input event, the limit is \
-                         {max_events}; refused before it was decoded"
-                    )));
-                }
-                Ok(())
-            })
+            Ok(()) // a reject, retry or fail reason, or events within the limit
         })
-    })
+    })?;
+    if outcomes != expected {
+        return Err(malformed(format!(
+            "answered {outcomes} outcomes for {expected} events"
+        )));
+    }
+    Ok(())
+}
+
+/// How many fields of an encoded message carry `tag`.
+fn fields_tagged(message: &[u8], tag: u32) -> Result<usize, CallFailure> {
+    let mut count = 0;
+    each_field(message, &mut |field, _| {
+        count += usize::from(field == tag);
+        Ok(())
+    })?;
+    Ok(count)
+}
+
+/// A malformed answer of `batch-handler`.
+fn malformed(reason: impl std::fmt::Display) -> CallFailure {
+    CallFailure::Reported(format!("batch-handler {reason}"))
+}
+
+/// An answer of `batch-handler` that does not decode as an `OutcomeBatch`.
+fn undecodable(reason: impl std::fmt::Display) -> CallFailure {
+    malformed(format!("answered an undecodable OutcomeBatch: {reason}"))
 }
 
 /// What [`each_field`] calls with a field's tag and, when length-delimited, its payload.
@@ -113,26 +122,19 @@ type FieldVisitor<'v> = dyn FnMut(u32, Option<&[u8]>) -> Result<(), CallFailure>
 /// Calls `visit` with the tag of each field of an encoded message, and the payload of
 /// the length-delimited ones.
 fn each_field(mut bytes: &[u8], visit: &mut FieldVisitor<'_>) -> Result<(), CallFailure> {
-    let malformed = |reason: String| {
-        CallFailure::Reported(format!(
-            "batch-handler answered an undecodable OutcomeBatch: {reason}"
-        ))
-    };
     while !bytes.is_empty() {
-        let (tag, wire_type) =
-            decode_key(&mut bytes).map_err(|error| malformed(error.to_string()))?;
+        let (tag, wire_type) = decode_key(&mut bytes).map_err(undecodable)?;
         let payload = match wire_type {
             WireType::Varint => {
-                decode_varint(&mut bytes).map_err(|error| malformed(error.to_string()))?;
+                decode_varint(&mut bytes).map_err(undecodable)?;
                 None
             }
             WireType::LengthDelimited => {
-                let len =
-                    decode_varint(&mut bytes).map_err(|error| malformed(error.to_string()))?;
+                let len = decode_varint(&mut bytes).map_err(undecodable)?;
                 let len = usize::try_from(len)
                     .ok()
                     .filter(|len| *len <= bytes.len())
-                    .ok_or_else(|| malformed("a field runs past the end".to_owned()))?;
+                    .ok_or_else(|| undecodable("a field runs past the end"))?;
                 let (payload, rest) = bytes.split_at(len);
                 bytes = rest;
                 Some(payload)
@@ -145,11 +147,11 @@ fn each_field(mut bytes: &[u8], visit: &mut FieldVisitor<'_>) -> Result<(), Call
                 };
                 bytes = bytes
                     .get(width..)
-                    .ok_or_else(|| malformed("a field runs past the end".to_owned()))?;
+                    .ok_or_else(|| undecodable("a field runs past the end"))?;
                 None
             }
             WireType::StartGroup | WireType::EndGroup => {
-                return Err(malformed("groups are not part of the schema".to_owned()));
+                return Err(undecodable("groups are not part of the schema"));
             }
         };
         visit(tag, payload)?;

@@ -322,14 +322,7 @@ impl<'c> Step<'c> {
         let started = Instant::now();
         let instance = match self.instance().await {
             Ok(instance) => instance,
-            Err(failure) => {
-                let label = match &failure {
-                    StartFailure::Busy(_) => "busy",
-                    StartFailure::Failed(failure) => failure.kind(),
-                };
-                self.metrics.record(started.elapsed(), label);
-                return vec![Err(self.unserved(failure))];
-            }
+            Err(failure) => return vec![Err(self.not_started(started, failure))],
         };
         let results = match instance.handle_batch(chunk).await {
             Ok(results) => results,
@@ -371,14 +364,11 @@ impl<'c> Step<'c> {
     /// Validates then transforms one event; `Err` holds the outcome that stops it.
     async fn run(&mut self, event: Event) -> Result<Vec<Event>, Outcome> {
         let started = Instant::now();
-        let result = match self.instance().await {
-            Ok(instance) => validate_and_transform(instance, event).await,
-            Err(StartFailure::Failed(failure)) => Err(failure),
-            Err(busy @ StartFailure::Busy(_)) => {
-                self.metrics.record(started.elapsed(), "busy");
-                return Err(self.unserved(busy));
-            }
+        let instance = match self.instance().await {
+            Ok(instance) => instance,
+            Err(failure) => return Err(self.not_started(started, failure)),
         };
+        let result = validate_and_transform(instance, event).await;
         let label = match &result {
             Ok(result) => outcome_label(result),
             Err(failure) => failure.kind(),
@@ -433,6 +423,17 @@ impl<'c> Step<'c> {
         self.instance
             .as_mut()
             .ok_or_else(|| StartFailure::Failed(CallFailure::Instantiate("no instance".into())))
+    }
+
+    /// Counts an event for which no instance could be started (waiting since
+    /// `started`) and gives its outcome.
+    fn not_started(&mut self, started: Instant, failure: StartFailure) -> Outcome {
+        let label = match &failure {
+            StartFailure::Busy(_) => "busy",
+            StartFailure::Failed(failure) => failure.kind(),
+        };
+        self.metrics.record(started.elapsed(), label);
+        self.unserved(failure)
     }
 
     /// The outcome of an event this plugin could not serve: retry later when the

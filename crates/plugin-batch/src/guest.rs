@@ -24,6 +24,13 @@ pub fn handle(
 /// spare that copy by naming a function that does both in one pass, with the same result:
 /// `export_batch_handler!(Filter, Filter::transform)` when `validate` accepts everything.
 ///
+/// A plugin that reads events without keeping them can go further with
+/// `export_batch_handler!(Filter, in_place = filter_in_place)`, naming a
+/// `fn(&EventView<'_>) -> Result<Verdict, PluginError>` that gives the same result as
+/// `validate` then `transform`: each event is read where it lies in the batch, and one
+/// kept as it came in, or with a few attributes set, crosses back as only those
+/// attributes.
+///
 /// For a crate whose bindings `wit_bindgen::generate!` made at its root for the
 /// `batch-plugin` world; `export!($plugin)` stays as it is.
 #[macro_export]
@@ -40,6 +47,25 @@ macro_rules! export_batch_handler {
                 Err(error) => Err(error),
             }
         });
+    };
+    ($plugin:ty, in_place = $in_place:expr) => {
+        impl crate::exports::adtrack::plugin::batch_handler::Guest for $plugin {
+            fn handle(
+                events: ::std::vec::Vec<u8>,
+            ) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                use crate::exports::adtrack::plugin::handler::PluginError;
+                let in_place: fn(
+                    &$crate::EventView<'_>,
+                ) -> ::std::result::Result<$crate::Verdict, PluginError> = $in_place;
+                $crate::handle_in_place(&events, |event| {
+                    in_place(event).map_err(|error| match error {
+                        PluginError::Reject(reason) => $crate::Refusal::Reject(reason),
+                        PluginError::Retry(reason) => $crate::Refusal::Retry(reason),
+                        PluginError::Fail(reason) => $crate::Refusal::Fail(reason),
+                    })
+                })
+            }
+        }
     };
     ($plugin:ty, $validate_then_transform:expr) => {
         impl crate::exports::adtrack::plugin::batch_handler::Guest for $plugin {

@@ -46,7 +46,7 @@ pub struct EventBatch {
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Outcome {
     /// The events it became, or the error that stopped it; `None` is malformed.
-    #[prost(oneof = "outcome::Result", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "outcome::Result", tags = "1, 2, 3, 4, 5")]
     pub result: Option<outcome::Result>,
 }
 
@@ -67,7 +67,20 @@ pub mod outcome {
         /// The plugin itself is broken.
         #[prost(string, tag = "4")]
         Fail(String),
+        /// Accepted as the one event it came in as, with a few attributes set (since
+        /// contract 0.1.2).
+        #[prost(message, tag = "5")]
+        Kept(super::Edit),
     }
+}
+
+/// An input event kept, with `set` applied in order: each attribute removes every
+/// attribute of its name, then is appended; empty keeps the event as it came in.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Edit {
+    /// The attributes to set.
+    #[prost(message, repeated, tag = "1")]
+    pub set: Vec<Attribute>,
 }
 
 /// The events one input event became.

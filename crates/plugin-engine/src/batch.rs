@@ -1,11 +1,12 @@
 //! The host side of the contract's `batch-handler` export: events encoded as an
 //! `EventBatch` straight from the engine's [`Event`]s, and an `OutcomeBatch` decoded
-//! into one result per event (see `wit/batch.proto`).
+//! into one [`Answer`] per event (see `wit/batch.proto`).
 
 use plugin_batch::prost::Message;
 use plugin_batch::prost::encoding::{
-    WireType, decode_key, decode_varint, encode_key, encode_varint, encoded_len_varint, key_len,
+    WireType, encode_key, encode_varint, encoded_len_varint, key_len,
 };
+use plugin_batch::wire;
 use plugin_batch::{OutcomeBatch, outcome};
 
 use crate::bindings::WitPluginError;
@@ -14,6 +15,51 @@ use crate::event::Event;
 
 /// What `validate` then `transform` returned for one event.
 pub(crate) type EventResult = Result<Vec<Event>, WitPluginError>;
+
+/// What a plugin answered for one event of a `batch-handler` call.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// The events it became, or the error that stopped it.
+    Result(EventResult),
+    /// Accepted as the input event itself, with these attributes set in order.
+    Kept(Vec<(String, String)>),
+}
+
+impl Answer {
+    /// The result for `input`, the event this answers, which a kept answer takes.
+    pub(crate) fn into_result(self, input: &mut Event) -> EventResult {
+        match self {
+            Answer::Result(result) => result,
+            Answer::Kept(set) => {
+                let mut event = std::mem::take(input);
+                for (name, value) in set {
+                    event.attributes.retain(|(key, _)| *key != name);
+                    event.attributes.push((name, value));
+                }
+                Ok(vec![event])
+            }
+        }
+    }
+}
+
+/// The size ([`Event::approximate_size`]) of `input` once `set` is applied as
+/// [`Answer::into_result`] applies it, without applying it.
+pub(crate) fn kept_size(input: &Event, set: &[(String, String)]) -> usize {
+    let is_set = |name: &str| set.iter().any(|(key, _)| key == name);
+    let removed: usize = input
+        .attributes
+        .iter()
+        .filter(|(name, _)| is_set(name))
+        .map(|(name, value)| name.len() + value.len())
+        .sum();
+    let added: usize = set
+        .iter()
+        .enumerate()
+        .filter(|(index, (name, _))| !set[index + 1..].iter().any(|(later, _)| later == name))
+        .map(|(_, (name, value))| name.len() + value.len())
+        .sum();
+    input.approximate_size() - removed + added
+}
 
 /// Writes `events` into `buffer` (cleared first; its capacity is reused) as an encoded
 /// `EventBatch`, without copying them first.
@@ -37,7 +83,7 @@ pub(crate) fn encode_events(events: &[Event], buffer: &mut Vec<u8>) {
     }
 }
 
-/// The results in an encoded `OutcomeBatch` answering `expected` events, each outcome
+/// The answers in an encoded `OutcomeBatch` answering `expected` events, each outcome
 /// holding at most `max_events` events. The shape is checked before anything is decoded,
 /// since an event of a few bytes becomes a host allocation many times that size: too
 /// many events is output over the limits; another number of outcomes, an empty outcome,
@@ -46,19 +92,30 @@ pub(crate) fn decode_outcomes(
     answer: &[u8],
     expected: usize,
     max_events: usize,
-) -> Result<Vec<EventResult>, CallFailure> {
+) -> Result<Vec<Answer>, CallFailure> {
     check_shape(answer, expected, max_events)?;
     let batch = OutcomeBatch::decode(answer).map_err(undecodable)?;
     batch
         .outcomes
         .into_iter()
         .map(|outcome| match outcome.result {
-            Some(outcome::Result::Accepted(accepted)) => {
-                Ok(Ok(accepted.events.into_iter().map(Event::from).collect()))
+            Some(outcome::Result::Accepted(accepted)) => Ok(Answer::Result(Ok(accepted
+                .events
+                .into_iter()
+                .map(Event::from)
+                .collect()))),
+            Some(outcome::Result::Kept(edit)) => {
+                Ok(Answer::Kept(plugin_batch::Event::attribute_pairs(edit.set)))
             }
-            Some(outcome::Result::Reject(reason)) => Ok(Err(WitPluginError::Reject(reason))),
-            Some(outcome::Result::Retry(reason)) => Ok(Err(WitPluginError::Retry(reason))),
-            Some(outcome::Result::Fail(reason)) => Ok(Err(WitPluginError::Fail(reason))),
+            Some(outcome::Result::Reject(reason)) => {
+                Ok(Answer::Result(Err(WitPluginError::Reject(reason))))
+            }
+            Some(outcome::Result::Retry(reason)) => {
+                Ok(Answer::Result(Err(WitPluginError::Retry(reason))))
+            }
+            Some(outcome::Result::Fail(reason)) => {
+                Ok(Answer::Result(Err(WitPluginError::Fail(reason))))
+            }
             None => Err(malformed("answered an outcome with no result")),
         })
         .collect()
@@ -68,9 +125,10 @@ pub(crate) fn decode_outcomes(
 /// than `max_events` events, reading only the field keys and lengths.
 fn check_shape(answer: &[u8], expected: usize, max_events: usize) -> Result<(), CallFailure> {
     let mut outcomes = 0;
-    each_field(answer, &mut |tag, outcome| {
+    for field in wire::fields(answer) {
+        let (tag, outcome) = field.map_err(undecodable)?;
         if tag != 1 {
-            return Ok(());
+            continue;
         }
         outcomes += 1;
         if outcomes > expected {
@@ -78,16 +136,18 @@ fn check_shape(answer: &[u8], expected: usize, max_events: usize) -> Result<(), 
                 "answered more than {expected} outcomes for {expected} events"
             )));
         }
-        each_field(outcome.unwrap_or_default(), &mut |tag, accepted| {
-            if tag == 1 && fields_tagged(accepted.unwrap_or_default(), 1)? > max_events {
+        for field in wire::fields(outcome.bytes()) {
+            let (tag, accepted) = field.map_err(undecodable)?;
+            if tag == 1 && fields_tagged(accepted.bytes(), 1)? > max_events {
                 return Err(CallFailure::OutputTooLarge(format!(
                     "more than {max_events} events for one input event, the limit is \
                      {max_events}; refused before it was decoded"
                 )));
             }
-            Ok(()) // a reject, retry or fail reason, or events within the limit
-        })
-    })?;
+            // Otherwise a reject, retry or fail reason, a kept event's attributes, or
+            // events within the limit.
+        }
+    }
     if outcomes != expected {
         return Err(malformed(format!(
             "answered {outcomes} outcomes for {expected} events"
@@ -99,10 +159,9 @@ fn check_shape(answer: &[u8], expected: usize, max_events: usize) -> Result<(), 
 /// How many fields of an encoded message carry `tag`.
 fn fields_tagged(message: &[u8], tag: u32) -> Result<usize, CallFailure> {
     let mut count = 0;
-    each_field(message, &mut |field, _| {
-        count += usize::from(field == tag);
-        Ok(())
-    })?;
+    for field in wire::fields(message) {
+        count += usize::from(field.map_err(undecodable)?.0 == tag);
+    }
     Ok(count)
 }
 
@@ -114,49 +173,6 @@ fn malformed(reason: impl std::fmt::Display) -> CallFailure {
 /// An answer of `batch-handler` that does not decode as an `OutcomeBatch`.
 fn undecodable(reason: impl std::fmt::Display) -> CallFailure {
     malformed(format!("answered an undecodable OutcomeBatch: {reason}"))
-}
-
-/// What [`each_field`] calls with a field's tag and, when length-delimited, its payload.
-type FieldVisitor<'v> = dyn FnMut(u32, Option<&[u8]>) -> Result<(), CallFailure> + 'v;
-
-/// Calls `visit` with the tag of each field of an encoded message, and the payload of
-/// the length-delimited ones.
-fn each_field(mut bytes: &[u8], visit: &mut FieldVisitor<'_>) -> Result<(), CallFailure> {
-    while !bytes.is_empty() {
-        let (tag, wire_type) = decode_key(&mut bytes).map_err(undecodable)?;
-        let payload = match wire_type {
-            WireType::Varint => {
-                decode_varint(&mut bytes).map_err(undecodable)?;
-                None
-            }
-            WireType::LengthDelimited => {
-                let len = decode_varint(&mut bytes).map_err(undecodable)?;
-                let len = usize::try_from(len)
-                    .ok()
-                    .filter(|len| *len <= bytes.len())
-                    .ok_or_else(|| undecodable("a field runs past the end"))?;
-                let (payload, rest) = bytes.split_at(len);
-                bytes = rest;
-                Some(payload)
-            }
-            WireType::SixtyFourBit | WireType::ThirtyTwoBit => {
-                let width = if wire_type == WireType::SixtyFourBit {
-                    8
-                } else {
-                    4
-                };
-                bytes = bytes
-                    .get(width..)
-                    .ok_or_else(|| undecodable("a field runs past the end"))?;
-                None
-            }
-            WireType::StartGroup | WireType::EndGroup => {
-                return Err(undecodable("groups are not part of the schema"));
-            }
-        };
-        visit(tag, payload)?;
-    }
-    Ok(())
 }
 
 impl From<plugin_batch::Event> for Event {
@@ -258,7 +274,7 @@ mod tests {
             ],
         }
         .encode_to_vec();
-        let results = decode_outcomes(&answer, 4, 10).expect("decodes");
+        let results = into_results(decode_outcomes(&answer, 4, 10).expect("decodes"));
         assert_eq!(results[0].as_ref().unwrap()[0].id, "m1");
         assert!(results[1].as_ref().unwrap().is_empty());
         assert!(matches!(&results[2], Err(WitPluginError::Reject(r)) if r == "bad"));
@@ -308,12 +324,68 @@ mod tests {
             }
             other => panic!("expected output over the limits, got {other:?}"),
         }
+        let within = into_results(decode_outcomes(&many, 1, 11).expect("within"));
+        assert_eq!(within[0].as_ref().unwrap().len(), 11);
+    }
+
+    /// The results of `answers`, each for an input event of its own.
+    fn into_results(answers: Vec<Answer>) -> Vec<EventResult> {
+        answers
+            .into_iter()
+            .map(|answer| answer.into_result(&mut Event::default()))
+            .collect()
+    }
+
+    #[test]
+    fn a_kept_event_is_the_input_with_its_attributes_set_in_order() {
+        let kept = |set: &[(&str, &str)]| Outcome {
+            result: Some(outcome::Result::Kept(plugin_batch::Edit {
+                set: set
+                    .iter()
+                    .map(|(name, value)| plugin_batch::Attribute {
+                        name: (*name).into(),
+                        value: (*value).into(),
+                    })
+                    .collect(),
+            })),
+        };
+        let answer = OutcomeBatch {
+            outcomes: vec![
+                kept(&[]),
+                kept(&[("valid", "true"), ("programId", "9"), ("valid", "yes")]),
+            ],
+        }
+        .encode_to_vec();
+        let mut inputs = [
+            event("m1", &[("a", "1")]),
+            event(
+                "m2",
+                &[
+                    ("valid", "no"),
+                    ("programId", "7"),
+                    ("valid", "?"),
+                    ("b", "2"),
+                ],
+            ),
+        ];
+        let answers = decode_outcomes(&answer, 2, 10).expect("decodes");
+        let Answer::Kept(set) = &answers[1] else {
+            panic!("expected a kept event, got {:?}", answers[1]);
+        };
+        let size = kept_size(&inputs[1], set);
+        let results: Vec<Vec<Event>> = answers
+            .into_iter()
+            .zip(&mut inputs)
+            .map(|(answer, input)| answer.into_result(input).expect("accepted"))
+            .collect();
+        assert_eq!(results[0], [event("m1", &[("a", "1")])]);
         assert_eq!(
-            decode_outcomes(&many, 1, 11).expect("within")[0]
-                .as_ref()
-                .unwrap()
-                .len(),
-            11
+            results[1],
+            [event(
+                "m2",
+                &[("b", "2"), ("programId", "9"), ("valid", "yes")]
+            )]
         );
+        assert_eq!(size, results[1][0].approximate_size());
     }
 }

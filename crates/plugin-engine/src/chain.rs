@@ -296,7 +296,7 @@ impl<'c> Step<'c> {
             if chunk.is_empty() {
                 continue; // every event left belongs to a stopped input
             }
-            let answered = self.run_batch(&chunk).await;
+            let answered = self.run_batch(&mut chunk).await;
             let done = answered.len();
             for (&input, result) in owners.iter().zip(answered) {
                 if !stopped[input] {
@@ -318,14 +318,14 @@ impl<'c> Step<'c> {
     /// again on a fresh instance) or the instance could not start (the first event
     /// gets that outcome). When the call itself fails, nothing is answered and this
     /// step falls back to `handler`.
-    async fn run_batch(&mut self, chunk: &[Event]) -> Vec<Result<Vec<Event>, Outcome>> {
+    async fn run_batch(&mut self, chunk: &mut [Event]) -> Vec<Result<Vec<Event>, Outcome>> {
         let started = Instant::now();
         let instance = match self.instance().await {
             Ok(instance) => instance,
             Err(failure) => return vec![Err(self.not_started(started, failure))],
         };
-        let results = match instance.handle_batch(chunk).await {
-            Ok(results) => results,
+        let answers = match instance.handle_batch(chunk).await {
+            Ok(answers) => answers,
             Err(failure) => {
                 tracing::warn!(
                     plugin = %self.plugin_ref.name,
@@ -342,8 +342,10 @@ impl<'c> Step<'c> {
             }
         };
         let share = started.elapsed() / u32::try_from(chunk.len()).unwrap_or(u32::MAX);
-        let mut answered = Vec::with_capacity(results.len());
-        for result in results {
+        let mut answered = Vec::with_capacity(answers.len());
+        // A kept event is taken out of `chunk`: only those answered here are taken.
+        for (answer, input) in answers.into_iter().zip(chunk) {
+            let result = answer.into_result(input);
             self.metrics.record(share, outcome_label(&result));
             match result {
                 Ok(events) => answered.push(Ok(events)),

@@ -13,7 +13,7 @@ pub const CONTRACT_PACKAGE: &str = "adtrack:plugin";
 
 /// The contract version this host implements (`package adtrack:plugin@…` in
 /// `wit/plugin.wit`).
-pub const CONTRACT_VERSION: &str = "0.1.1";
+pub const CONTRACT_VERSION: &str = "0.1.2";
 
 /// The version this host implements.
 pub fn host_version() -> Version {

@@ -7,7 +7,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::component::Func;
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
-use crate::batch::{self, EventResult};
+use crate::batch::{self, Answer};
 use crate::bindings::{Plugin, WitEvent, WitPluginError};
 use crate::config::{InstanceReuse, PluginLimits};
 use crate::core_data::CoreDataLookup;
@@ -170,7 +170,7 @@ impl PluginInstance {
     pub(crate) async fn handle_batch(
         &mut self,
         events: &[Event],
-    ) -> Result<Vec<EventResult>, CallFailure> {
+    ) -> Result<Vec<Answer>, CallFailure> {
         let Some(handle) = self.batch_handler else {
             return Err(CallFailure::Reported(
                 "the plugin exports no batch-handler".into(),
@@ -197,12 +197,17 @@ impl PluginInstance {
             CallFailure::Reported(format!("batch-handler refused the batch: {error}"))
         })?;
         let limits = &self.store.data().limits;
-        let results = batch::decode_outcomes(&answer, events.len(), limits.max_output_events)?;
-        results
+        let answers = batch::decode_outcomes(&answer, events.len(), limits.max_output_events)?;
+        answers
             .into_iter()
-            .map(|result| match result {
-                Ok(events) => Ok(Ok(check_output(events, limits)?)),
-                Err(error) => Ok(Err(error)),
+            .zip(events)
+            .map(|(answer, input)| match answer {
+                Answer::Result(Ok(output)) => Ok(Answer::Result(Ok(check_output(output, limits)?))),
+                Answer::Kept(set) => {
+                    check_output_size(1, batch::kept_size(input, &set), limits)?;
+                    Ok(Answer::Kept(set))
+                }
+                refused @ Answer::Result(Err(_)) => Ok(refused),
             })
             .collect()
     }
@@ -327,19 +332,25 @@ fn classify(error: wasmtime::Error, state: &SandboxState) -> CallFailure {
 
 /// Refuses one event's output beyond the plugin's event-count and byte limits.
 fn check_output(events: Vec<Event>, limits: &PluginLimits) -> Result<Vec<Event>, CallFailure> {
-    if events.len() > limits.max_output_events {
+    let bytes = events.iter().map(Event::approximate_size).sum();
+    check_output_size(events.len(), bytes, limits)?;
+    Ok(events)
+}
+
+/// Refuses one event's output of `count` events and `bytes` bytes beyond the plugin's
+/// limits.
+fn check_output_size(count: usize, bytes: usize, limits: &PluginLimits) -> Result<(), CallFailure> {
+    if count > limits.max_output_events {
         return Err(CallFailure::OutputTooLarge(format!(
-            "{} events, the limit is {}",
-            events.len(),
+            "{count} events, the limit is {}",
             limits.max_output_events
         )));
     }
-    let bytes: usize = events.iter().map(Event::approximate_size).sum();
     if bytes > limits.max_output_bytes {
         return Err(CallFailure::OutputTooLarge(format!(
             "{bytes} bytes, the limit is {}",
             limits.max_output_bytes
         )));
     }
-    Ok(events)
+    Ok(())
 }

@@ -71,19 +71,19 @@ fn check_reports_version_world_imports_and_compile_time() {
         stdout.contains(&format!("{} bytes", bytes.len())),
         "{stdout}"
     );
-    assert!(stdout.contains("adtrack:plugin/handler@0.1.1"), "{stdout}");
+    assert!(stdout.contains("adtrack:plugin/handler@0.1.2"), "{stdout}");
     assert!(
-        stdout.contains("adtrack:plugin/batch-handler@0.1.1"),
+        stdout.contains("adtrack:plugin/batch-handler@0.1.2"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("adtrack:plugin/core-data@0.1.1"),
+        stdout.contains("adtrack:plugin/core-data@0.1.2"),
         "{stdout}"
     );
     assert!(stdout.contains("compiled in"), "{stdout}");
     assert!(
         stdout.contains(
-            "contract: built for adtrack:plugin@0.1.1; this host implements 0.1.1 and accepts 0.1.0 to 0.1.1"
+            "contract: built for adtrack:plugin@0.1.2; this host implements 0.1.2 and accepts 0.1.0 to 0.1.2"
         ),
         "{stdout}"
     );

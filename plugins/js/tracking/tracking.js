@@ -12,8 +12,8 @@
 // - `fields`: comma-separated core-data fields to copy
 //   (default `programName,checksum,customerId,customerName`).
 
-import { get as configGet } from 'adtrack:plugin/config@0.1.1';
-import { lookup } from 'adtrack:plugin/core-data@0.1.1';
+import { get as configGet } from 'adtrack:plugin/config@0.1.2';
+import { lookup } from 'adtrack:plugin/core-data@0.1.2';
 
 const DEFAULT_FIELDS = 'programName,checksum,customerId,customerName';
 // The longest part of an offending value quoted back in a rejection message, in characters.

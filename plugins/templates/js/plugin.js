@@ -10,8 +10,8 @@
 // the ok value or throws an error whose `payload` is the err value; `option<T>` is T or
 // undefined; attributes are an array of `[name, value]`.
 
-import { get as configGet } from 'adtrack:plugin/config@0.1.1';
-import { lookup } from 'adtrack:plugin/core-data@0.1.1';
+import { get as configGet } from 'adtrack:plugin/config@0.1.2';
+import { lookup } from 'adtrack:plugin/core-data@0.1.2';
 
 export const handler = {
   validate(event) {

@@ -1,6 +1,6 @@
-//! The optional `batch-handler` export (contract 0.1.1): a plugin that exports it is
-//! called once for many events, and every event still gets the outcome `handler` would
-//! have given it, failures included. The conformance test runs the Rust `tracking`
+//! The optional `batch-handler` export (contract 0.1.1; events kept in place since
+//! 0.1.2): a plugin that exports it is called once for many events, and every event
+//! still gets the outcome `handler` would have given it, failures included. The conformance test runs the Rust `tracking`
 //! plugin (batch) and the other languages (`handler`) against the same fixture.
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use plugin_engine::{
-    CallFailure, CoreDataLookup, CoreRecord, LookupError, NoCoreData, Outcome, PluginChain,
+    CallFailure, CoreDataLookup, CoreRecord, Event, LookupError, NoCoreData, Outcome, PluginChain,
     PluginLimits, PluginRegistry, PluginSettings,
 };
 
@@ -51,7 +51,7 @@ fn the_report_tells_which_plugins_export_batch_handler() {
         filter
             .exports
             .iter()
-            .any(|export| export == "adtrack:plugin/batch-handler@0.1.1"),
+            .any(|export| export == "adtrack:plugin/batch-handler@0.1.2"),
         "{:?}",
         filter.exports
     );
@@ -168,4 +168,107 @@ async fn an_event_over_the_output_limits_in_a_batch_fails_alone() {
         unreachable!("stamps checked it");
     };
     assert_eq!(copies.len(), 10, "ten copies are within the limit");
+}
+
+/// Sets attribute `name` as the example plugins' `transform` does: every attribute of
+/// that name removed, then the new one appended.
+fn set(event: &mut Event, name: &str, value: &str) {
+    event.attributes.retain(|(key, _)| key != name);
+    event.attributes.push((name.to_owned(), value.to_owned()));
+}
+
+#[tokio::test]
+async fn plugins_reading_events_in_place_give_what_transform_gives() {
+    let engine = engine();
+    let registry = PluginRegistry::new(engine.clone());
+    let steps = ["filter", "enrich", "validate-tracking"]
+        .map(|name| {
+            registry
+                .register(name, PluginSettings::default(), &plugin_bytes(name))
+                .expect("registers")
+        })
+        .to_vec();
+    let chain = PluginChain::new(engine, steps, sample_core_data());
+    // 150 events, so the batch spans three calls: every fifth a bot, every seventh of an
+    // unknown program, every eleventh with stale values of attributes the plugins set,
+    // some repeated, which must be replaced, not added to.
+    let events: Vec<Event> = (0..150)
+        .map(|n| {
+            let mut event = complete_tracking_event(&format!("e{n}"));
+            if n % 5 == 0 {
+                set(&mut event, "userAgent", "Googlebot/2.1");
+            }
+            if n % 7 == 0 {
+                set(&mut event, "programId", "999");
+            }
+            if n % 11 == 0 {
+                event.attributes.insert(0, ("valid".into(), "no".into()));
+                event
+                    .attributes
+                    .push(("customerName".into(), "stale".into()));
+                event.attributes.push(("valid".into(), "maybe".into()));
+            }
+            event
+        })
+        .collect();
+    let outcomes = chain.process(events.clone()).await;
+    for (n, (input, outcome)) in events.into_iter().zip(outcomes).enumerate() {
+        if n % 5 == 0 {
+            assert_eq!(
+                outcome.outcome,
+                Outcome::Accepted(Vec::new()),
+                "e{n} is a bot"
+            );
+        } else if n % 7 == 0 {
+            let Outcome::Rejected { by, reason } = outcome.outcome else {
+                panic!("e{n}: expected a rejection, got {:?}", outcome.outcome);
+            };
+            assert_eq!(
+                (&*by.name, reason.as_str()),
+                ("enrich", "unknown program 999")
+            );
+        } else {
+            let mut expected = input;
+            set(&mut expected, "programName", "Summer Video Preroll");
+            set(&mut expected, "checksum", "b84e02d7");
+            set(&mut expected, "customerId", "4712");
+            set(&mut expected, "customerName", "Globex Travel");
+            set(&mut expected, "valid", "true");
+            assert_eq!(outcome.outcome, Outcome::Accepted(vec![expected]), "e{n}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_event_kept_over_the_output_limits_fails_alone() {
+    let settings = PluginSettings {
+        limits: PluginLimits {
+            max_output_bytes: 1_000,
+            ..PluginLimits::default()
+        },
+        ..PluginSettings::default()
+    };
+    let (_registry, chain) = single_plugin_chain(
+        &engine(),
+        "validate-tracking",
+        settings,
+        Arc::new(NoCoreData),
+    );
+    let mut large = complete_tracking_event("large");
+    set(&mut large, "padding", &"x".repeat(1_000));
+    let events = vec![
+        complete_tracking_event("a"),
+        large,
+        complete_tracking_event("c"),
+    ];
+    let outcomes = chain.process(events).await;
+    let kinds: Vec<String> = outcomes
+        .iter()
+        .map(|outcome| match &outcome.outcome {
+            Outcome::Accepted(events) => events[0].attribute("valid").unwrap_or("").to_owned(),
+            Outcome::Failed { failure, .. } => failure.kind().to_owned(),
+            other => panic!("unexpected outcome {other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["true", "output_too_large", "true"]);
 }

@@ -52,7 +52,7 @@ fn a_component_built_for_an_incompatible_version_is_refused_naming_both() {
     let message = error.to_string();
     assert!(message.contains("adtrack:plugin@2.0.0"), "{message}");
     assert!(
-        message.contains("implements adtrack:plugin@0.1.1"),
+        message.contains("implements adtrack:plugin@0.1.2"),
         "{message}"
     );
 }

@@ -18,6 +18,7 @@ use std::sync::OnceLock;
 
 use adtrack::plugin::{config, core_data};
 use exports::adtrack::plugin::handler::{Event, Guest, PluginError};
+use plugin_batch::{EventView, Verdict};
 
 /// The core-data fields copied when the `fields` config key is not set.
 const DEFAULT_FIELDS: &str = "programName,checksum,customerId,customerName";
@@ -30,26 +31,45 @@ impl Guest for Enrich {
     }
 
     fn transform(mut event: Event) -> Result<Vec<Event>, PluginError> {
-        let program_id = program_id(&event)?.to_owned();
-        let record = match core_data::lookup(&program_id) {
-            Ok(Some(record)) => record,
-            Ok(None) => {
-                return Err(PluginError::Reject(format!("unknown program {program_id}")));
-            }
-            Err(error) => {
-                return Err(PluginError::Retry(format!(
-                    "core data unavailable: {error}"
-                )));
-            }
-        };
-
-        for field in fields() {
-            if let Some((_, value)) = record.iter().find(|(name, _)| name == field) {
-                set_attribute(&mut event.attributes, field, value);
-            }
+        let enrichment = enrichment(program_id(&event)?)?;
+        for (name, value) in &enrichment {
+            set_attribute(&mut event.attributes, name, value);
         }
         Ok(vec![event])
     }
+}
+
+/// `validate` then `transform` over an event read in place: only the attributes it
+/// sets cross back.
+fn enrich_in_place(event: &EventView<'_>) -> Result<Verdict, PluginError> {
+    let program_id = event
+        .attribute("programId")
+        .filter(|value| !value.is_empty())
+        .ok_or_else(missing_program_id)?;
+    Ok(Verdict::KeepWith(enrichment(program_id)?))
+}
+
+/// The configured fields of program `program_id`'s core-data record, in the configured
+/// order: the attributes `transform` sets.
+fn enrichment(program_id: &str) -> Result<Vec<(String, String)>, PluginError> {
+    let record = match core_data::lookup(program_id) {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            return Err(PluginError::Reject(format!("unknown program {program_id}")));
+        }
+        Err(error) => {
+            return Err(PluginError::Retry(format!(
+                "core data unavailable: {error}"
+            )));
+        }
+    };
+    Ok(fields()
+        .iter()
+        .filter_map(|field| {
+            let (_, value) = record.iter().find(|(name, _)| name == field)?;
+            Some((field.clone(), value.clone()))
+        })
+        .collect())
 }
 
 /// The configured field names, without empty ones. Read once per instance: config never
@@ -75,7 +95,11 @@ fn program_id(event: &Event) -> Result<&str, PluginError> {
         .find(|(name, _)| name == "programId")
         .map(|(_, value)| value.as_str())
         .filter(|value| !value.is_empty())
-        .ok_or_else(|| PluginError::Reject("missing programId".to_owned()))
+        .ok_or_else(missing_program_id)
+}
+
+fn missing_program_id() -> PluginError {
+    PluginError::Reject("missing programId".to_owned())
 }
 
 /// Sets attribute `name` to `value`, replacing an attribute of the same name.
@@ -85,5 +109,4 @@ fn set_attribute(attributes: &mut Vec<(String, String)>, name: &str, value: &str
 }
 
 export!(Enrich);
-// `transform` rejects what `validate` rejects (no `programId`) first, so it alone is both.
-plugin_batch::export_batch_handler!(Enrich, Enrich::transform);
+plugin_batch::export_batch_handler!(Enrich, in_place = enrich_in_place);

@@ -18,6 +18,7 @@ use std::sync::OnceLock;
 use adtrack::plugin::config;
 use adtrack::plugin::log::{self, Level};
 use exports::adtrack::plugin::handler::{Event, Guest, PluginError};
+use plugin_batch::{EventView, Verdict};
 
 /// The bot patterns used when the `bot-patterns` config key is not set.
 const DEFAULT_BOT_PATTERNS: &str = "bot,crawler,spider,slurp,headlesschrome";
@@ -30,32 +31,47 @@ impl Guest for Filter {
     }
 
     fn transform(event: Event) -> Result<Vec<Event>, PluginError> {
-        let Some((_, user_agent)) = event
+        let user_agent = event
             .attributes
             .iter()
             .find(|(name, _)| name == "userAgent")
-        else {
-            return Ok(vec![event]);
-        };
-        let user_agent = user_agent.to_ascii_lowercase();
-        let matched = bot_patterns()
-            .iter()
-            .find(|pattern| user_agent.contains(pattern.as_str()));
-
-        match matched {
+            .map(|(_, value)| value.as_str());
+        match user_agent.and_then(bot_pattern_in) {
             Some(pattern) => {
-                log::emit(
-                    Level::Debug,
-                    &format!(
-                        "dropped event {}: userAgent matches bot pattern {pattern:?}",
-                        event.id
-                    ),
-                );
+                log_drop(&event.id, pattern);
                 Ok(Vec::new())
             }
             None => Ok(vec![event]),
         }
     }
+}
+
+/// `validate` and `transform` over an event read in place: it is kept or dropped, never
+/// copied.
+fn filter_in_place(event: &EventView<'_>) -> Result<Verdict, PluginError> {
+    match event.attribute("userAgent").and_then(bot_pattern_in) {
+        Some(pattern) => {
+            log_drop(event.id, pattern);
+            Ok(Verdict::Drop)
+        }
+        None => Ok(Verdict::Keep),
+    }
+}
+
+/// The first configured bot pattern `user_agent` contains, ignoring ASCII case.
+fn bot_pattern_in(user_agent: &str) -> Option<&'static str> {
+    let user_agent = user_agent.to_ascii_lowercase();
+    bot_patterns()
+        .iter()
+        .find(|pattern| user_agent.contains(pattern.as_str()))
+        .map(String::as_str)
+}
+
+fn log_drop(id: &str, pattern: &str) {
+    log::emit(
+        Level::Debug,
+        &format!("dropped event {id}: userAgent matches bot pattern {pattern:?}"),
+    );
 }
 
 /// The configured bot patterns, lowercased, without empty ones (an empty pattern would
@@ -75,5 +91,4 @@ fn bot_patterns() -> &'static [String] {
 }
 
 export!(Filter);
-// `validate` accepts every event, so `transform` alone is both.
-plugin_batch::export_batch_handler!(Filter, Filter::transform);
+plugin_batch::export_batch_handler!(Filter, in_place = filter_in_place);

@@ -12,6 +12,7 @@ wit_bindgen::generate!({
 });
 
 use exports::adtrack::plugin::handler::{Event, Guest, PluginError};
+use plugin_batch::{EventView, Verdict};
 
 /// The longest part of an offending value quoted back in a rejection message.
 const MAX_SHOWN_CHARS: usize = 64;
@@ -20,7 +21,7 @@ struct ValidateTracking;
 
 impl Guest for ValidateTracking {
     fn validate(event: Event) -> Result<(), PluginError> {
-        check_fields(&event)
+        check_fields(|name| attribute(&event, name))
     }
 
     fn transform(mut event: Event) -> Result<Vec<Event>, PluginError> {
@@ -29,31 +30,41 @@ impl Guest for ValidateTracking {
     }
 }
 
-/// `validate` then `transform` in one pass, without copying the event.
-fn validate_then_transform(event: Event) -> Result<Vec<Event>, PluginError> {
-    check_fields(&event)?;
-    ValidateTracking::transform(event)
+/// `validate` then `transform` over an event read in place: only the `valid` attribute
+/// crosses back.
+fn validate_in_place(event: &EventView<'_>) -> Result<Verdict, PluginError> {
+    check_fields(|name| event.attribute(name))?;
+    Ok(Verdict::KeepWith(vec![(
+        "valid".to_owned(),
+        "true".to_owned(),
+    )]))
 }
 
-/// Rejects the event unless its tracking fields are well formed.
-fn check_fields(event: &Event) -> Result<(), PluginError> {
+/// Rejects the event unless the tracking fields `attribute` finds are well formed.
+fn check_fields<'a>(attribute: impl Fn(&str) -> Option<&'a str>) -> Result<(), PluginError> {
     let digits = |value: &str| value.bytes().all(|b| b.is_ascii_digit());
     let alphanumeric = |value: &str| value.bytes().all(|b| b.is_ascii_alphanumeric());
 
-    check(event, "programId", "digits", digits)?;
-    check(event, "checksum", "ASCII letters and digits", alphanumeric)?;
-    check(event, "customerId", "digits", digits)?;
+    check(attribute("programId"), "programId", "digits", digits)?;
+    check(
+        attribute("checksum"),
+        "checksum",
+        "ASCII letters and digits",
+        alphanumeric,
+    )?;
+    check(attribute("customerId"), "customerId", "digits", digits)?;
     Ok(())
 }
 
-/// Rejects the event unless attribute `name` is present, non-empty and `well_formed`.
+/// Rejects `value`, of attribute `name`, unless it is present, non-empty and
+/// `well_formed`.
 fn check(
-    event: &Event,
+    value: Option<&str>,
     name: &str,
     expected: &str,
     well_formed: impl Fn(&str) -> bool,
 ) -> Result<(), PluginError> {
-    let Some(value) = attribute(event, name) else {
+    let Some(value) = value else {
         return Err(PluginError::Reject(format!("missing {name}")));
     };
     if value.is_empty() || !well_formed(value) {
@@ -89,7 +100,7 @@ fn quoted(value: &str) -> String {
 }
 
 export!(ValidateTracking);
-plugin_batch::export_batch_handler!(ValidateTracking, validate_then_transform);
+plugin_batch::export_batch_handler!(ValidateTracking, in_place = validate_in_place);
 
 #[cfg(test)]
 mod tests {

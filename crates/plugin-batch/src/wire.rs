@@ -1,0 +1,157 @@
+//! Reading an encoded message field by field where it lies, without decoding it: the
+//! host checks an answer's shape this way before decoding it, and plugins read events in
+//! place ([`crate::EventView`]).
+
+use std::fmt;
+
+use prost::encoding::{WireType, decode_key, decode_varint};
+
+/// What a field holds, as it lies in the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Value<'a> {
+    /// A varint (integers, booleans, enums).
+    Varint(u64),
+    /// A length-delimited payload (strings, bytes, messages, packed repeated fields).
+    Bytes(&'a [u8]),
+    /// A fixed-width 32- or 64-bit value, which the contract's messages do not use.
+    Fixed,
+}
+
+/// Bytes that are not an encoded protobuf message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Malformed(String);
+
+impl Malformed {
+    /// Says what is wrong with the bytes.
+    pub fn new(reason: impl fmt::Display) -> Self {
+        Self(reason.to_string())
+    }
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Malformed {}
+
+/// The fields of the encoded `message`, in order, each with its tag; the walk ends at
+/// the first malformed field, which it yields as an error.
+pub fn fields(message: &[u8]) -> Fields<'_> {
+    Fields { rest: message }
+}
+
+/// The iterator of [`fields`].
+#[derive(Clone, Debug)]
+pub struct Fields<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<(u32, Value<'a>), Malformed>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let field = self.read();
+        if field.is_err() {
+            self.rest = &[];
+        }
+        Some(field)
+    }
+}
+
+impl<'a> Fields<'a> {
+    fn read(&mut self) -> Result<(u32, Value<'a>), Malformed> {
+        let (tag, wire_type) = decode_key(&mut self.rest).map_err(Malformed::new)?;
+        let value = match wire_type {
+            WireType::Varint => {
+                Value::Varint(decode_varint(&mut self.rest).map_err(Malformed::new)?)
+            }
+            WireType::LengthDelimited => {
+                let len = decode_varint(&mut self.rest).map_err(Malformed::new)?;
+                let len = usize::try_from(len)
+                    .ok()
+                    .filter(|len| *len <= self.rest.len())
+                    .ok_or_else(|| Malformed::new("a field runs past the end"))?;
+                let (payload, rest) = self.rest.split_at(len);
+                self.rest = rest;
+                Value::Bytes(payload)
+            }
+            WireType::SixtyFourBit | WireType::ThirtyTwoBit => {
+                let width = if wire_type == WireType::SixtyFourBit {
+                    8
+                } else {
+                    4
+                };
+                self.rest = self
+                    .rest
+                    .get(width..)
+                    .ok_or_else(|| Malformed::new("a field runs past the end"))?;
+                Value::Fixed
+            }
+            WireType::StartGroup | WireType::EndGroup => {
+                return Err(Malformed::new("groups are not part of the schema"));
+            }
+        };
+        Ok((tag, value))
+    }
+}
+
+impl<'a> Value<'a> {
+    /// The payload of a length-delimited field; empty for any other.
+    pub fn bytes(self) -> &'a [u8] {
+        match self {
+            Value::Bytes(bytes) => bytes,
+            Value::Varint(_) | Value::Fixed => &[],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Attribute, Event};
+    use prost::Message;
+
+    #[test]
+    fn walks_the_fields_of_a_message_in_order() {
+        let event = Event {
+            id: "m-1".into(),
+            timestamp_ms: 300,
+            attributes: vec![Attribute {
+                name: "a".into(),
+                value: "b".into(),
+            }],
+            ..Event::default()
+        }
+        .encode_to_vec();
+        let walked: Vec<_> = fields(&event)
+            .collect::<Result<_, _>>()
+            .expect("well formed");
+        assert_eq!(walked[0], (1, Value::Bytes(b"m-1")));
+        assert_eq!(walked[1], (3, Value::Varint(300)));
+        assert_eq!(walked[2].0, 6);
+        let attribute: Vec<_> = fields(walked[2].1.bytes()).map(Result::unwrap).collect();
+        assert_eq!(
+            attribute,
+            [(1, Value::Bytes(b"a")), (2, Value::Bytes(b"b"))]
+        );
+    }
+
+    #[test]
+    fn a_truncated_message_ends_the_walk_with_an_error() {
+        let event = Event {
+            id: "m-1".into(),
+            ..Event::default()
+        }
+        .encode_to_vec();
+        let mut walk = fields(&event[..event.len() - 1]);
+        let error = walk.next().expect("one item").unwrap_err();
+        assert!(error.to_string().contains("past the end"), "{error}");
+        assert!(walk.next().is_none());
+        assert!(fields(&[0xff, 0xff]).next().unwrap().is_err());
+    }
+}

@@ -150,14 +150,16 @@ fn quick_check(root: &Path) -> Result<()> {
     )
 }
 
-/// Everything: the plugins in every language, format and lint, the Lambda package, the
-/// services, every test of the workspace (unit and integration, the fault suite among
-/// them, whose table is printed after them), then the CloudFormation templates. The
+/// Everything: the plugins in every language, format and lint (the Rust plugins' too,
+/// with their unit tests), the Lambda package, the services, every test of the workspace
+/// (unit and integration, the fault suite among them, whose table is printed after
+/// them), then the CloudFormation templates. The
 /// `plugin new` templates are built and tested in every language once the host is built.
 fn test(root: &Path) -> Result<()> {
     plugins::build(root)?;
     languages::build(root)?;
     format_and_lint(root)?;
+    plugins::check(root)?;
     build_workspace(root)?;
     languages::templates::check(root)?;
     let package = lambda::package(root, lambda::Build::Test)?;

@@ -53,6 +53,36 @@ pub fn build(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Lints the Rust plugins as they are built (`clippy -D warnings` for the wasm target)
+/// and runs their unit tests natively.
+pub fn check(root: &Path) -> Result<()> {
+    let manifest = root.join("plugins/rust/Cargo.toml");
+    let manifest = manifest.to_string_lossy();
+    crate::step(
+        root,
+        "plugin lint",
+        &[
+            "clippy",
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "--all-targets",
+            "--manifest-path",
+            &manifest,
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    crate::step(
+        root,
+        "plugin unit tests",
+        &["test", "--manifest-path", &manifest],
+        &[],
+    )
+}
+
 fn ensure_wasm_target() -> Result<()> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])

@@ -176,4 +176,32 @@ mod tests {
             vec![("valid".to_owned(), "true".to_owned())]
         );
     }
+
+    #[test]
+    fn reading_in_place_rejects_and_marks_as_validate_and_transform_do() {
+        let cases: [&[(&str, &str)]; 4] = [
+            &[
+                ("programId", "42"),
+                ("checksum", "ab12"),
+                ("customerId", "7"),
+            ],
+            &[("programId", "4x")],
+            &[("programId", "42"), ("checksum", "")],
+            &[],
+        ];
+        for attributes in cases {
+            let view = EventView {
+                attributes,
+                ..EventView::default()
+            };
+            // `PluginError` has no `PartialEq`: compared by its `Debug` form.
+            let in_place = format!("{:?}", validate_in_place(&view));
+            let expected: Result<Verdict, PluginError> =
+                match ValidateTracking::validate(event(attributes)) {
+                    Ok(()) => Ok(Verdict::KeepWith(vec![("valid".into(), "true".into())])),
+                    Err(refusal) => Err(refusal),
+                };
+            assert_eq!(in_place, format!("{expected:?}"));
+        }
+    }
 }

@@ -24,7 +24,7 @@ pub fn handle(
 /// spare that copy by naming a function that does both in one pass, with the same result:
 /// `export_batch_handler!(Filter, Filter::transform)` when `validate` accepts everything.
 ///
-/// A plugin that reads events without keeping them can go further with
+/// A plugin that reads events without holding on to them can go further with
 /// `export_batch_handler!(Filter, in_place = filter_in_place)`, naming a
 /// `fn(&EventView<'_>) -> Result<Verdict, PluginError>` that gives the same result as
 /// `validate` then `transform`: each event is read where it lies in the batch, and one

@@ -90,12 +90,13 @@ pub fn handle_in_place(
     let mut answer = Vec::with_capacity(events.len() / 8);
     let mut attributes = Vec::new();
     for field in wire::fields(events) {
-        let (tag, value) = field.map_err(undecodable)?;
-        if tag != 1 {
-            continue;
-        }
+        let event = match field.map_err(undecodable)? {
+            (1, Value::Bytes(event)) => event,
+            (1, _) => return Err(undecodable(wrong_wire_type("EventBatch", 1))),
+            _ => continue,
+        };
         attributes.clear();
-        let mut event = read_event(value.bytes(), &mut attributes).map_err(undecodable)?;
+        let mut event = read_event(event, &mut attributes).map_err(undecodable)?;
         event.attributes = &attributes;
         let outcome = Outcome {
             result: Some(match decide(&event) {
@@ -132,32 +133,40 @@ fn read_event<'a>(
     let mut event = EventView::default();
     for field in wire::fields(bytes) {
         match field? {
-            (1, value) => event.id = text(value)?,
-            (2, value) => event.key = text(value)?,
+            (1, Value::Bytes(text)) => event.id = utf8(text)?,
+            (2, Value::Bytes(text)) => event.key = utf8(text)?,
             (3, Value::Varint(timestamp_ms)) => event.timestamp_ms = timestamp_ms,
-            (4, value) => event.content_type = text(value)?,
-            (5, value) => event.payload = value.bytes(),
-            (6, value) => {
-                let (mut name, mut text_value) = ("", "");
-                for field in wire::fields(value.bytes()) {
-                    match field? {
-                        (1, value) => name = text(value)?,
-                        (2, value) => text_value = text(value)?,
-                        _ => {}
-                    }
-                }
-                attributes.push((name, text_value));
-            }
+            (4, Value::Bytes(text)) => event.content_type = utf8(text)?,
+            (5, Value::Bytes(payload)) => event.payload = payload,
+            (6, Value::Bytes(attribute)) => attributes.push(read_attribute(attribute)?),
+            (tag @ 1..=6, _) => return Err(wrong_wire_type("Event", tag)),
             _ => {} // a field this contract version does not know
         }
     }
     Ok(event)
 }
 
-/// A string field's text.
-fn text(value: Value<'_>) -> Result<&str, Malformed> {
-    std::str::from_utf8(value.bytes())
-        .map_err(|error| Malformed::new(format!("a string field: {error}")))
+/// The (name, value) of the `Attribute` encoded in `bytes`.
+fn read_attribute(bytes: &[u8]) -> Result<(&str, &str), Malformed> {
+    let (mut name, mut value) = ("", "");
+    for field in wire::fields(bytes) {
+        match field? {
+            (1, Value::Bytes(text)) => name = utf8(text)?,
+            (2, Value::Bytes(text)) => value = utf8(text)?,
+            (tag @ 1..=2, _) => return Err(wrong_wire_type("Attribute", tag)),
+            _ => {}
+        }
+    }
+    Ok((name, value))
+}
+
+/// The text of a string field.
+fn utf8(bytes: &[u8]) -> Result<&str, Malformed> {
+    std::str::from_utf8(bytes).map_err(|error| Malformed::new(format!("a string field: {error}")))
+}
+
+fn wrong_wire_type(message: &str, tag: u32) -> Malformed {
+    Malformed::new(format!("field {tag} of {message} has the wrong wire type"))
 }
 
 #[cfg(test)]
@@ -257,5 +266,9 @@ mod tests {
         let not_utf8 = [0x0a, 0x03, 0x0a, 0x01, 0xff];
         let error = handle_in_place(&not_utf8, |_| Ok(Verdict::Keep)).unwrap_err();
         assert!(error.contains("a string field"), "{error}");
+        // An event whose id (field 1) is a varint.
+        let id_as_number = [0x0a, 0x02, 0x08, 0x07];
+        let error = handle_in_place(&id_as_number, |_| Ok(Verdict::Keep)).unwrap_err();
+        assert!(error.contains("field 1 of Event has the wrong wire type"), "{error}");
     }
 }

@@ -2,6 +2,8 @@
 //! `EventBatch` straight from the engine's [`Event`]s, and an `OutcomeBatch` decoded
 //! into one [`Answer`] per event (see `wit/batch.proto`).
 
+use std::collections::HashMap;
+
 use plugin_batch::prost::Message;
 use plugin_batch::prost::encoding::{
     WireType, encode_key, encode_varint, encoded_len_varint, key_len,
@@ -10,6 +12,7 @@ use plugin_batch::wire;
 use plugin_batch::{OutcomeBatch, outcome};
 
 use crate::bindings::WitPluginError;
+use crate::config::PluginLimits;
 use crate::error::CallFailure;
 use crate::event::Event;
 
@@ -20,45 +23,56 @@ pub(crate) type EventResult = Result<Vec<Event>, WitPluginError>;
 #[derive(Debug)]
 pub(crate) enum Answer {
     /// The events it became, or the error that stopped it.
-    Result(EventResult),
+    Returned(EventResult),
     /// Accepted as the input event itself, with these attributes set in order.
     Kept(Vec<(String, String)>),
 }
 
 impl Answer {
-    /// The result for `input`, the event this answers, which a kept answer takes.
-    pub(crate) fn into_result(self, input: &mut Event) -> EventResult {
+    /// The result for `input`, the event this answers. A kept answer takes the event,
+    /// leaving `Event::default()` in its place.
+    pub(crate) fn take_result(self, input: &mut Event) -> EventResult {
         match self {
-            Answer::Result(result) => result,
+            Answer::Returned(result) => result,
             Answer::Kept(set) => {
                 let mut event = std::mem::take(input);
-                for (name, value) in set {
-                    event.attributes.retain(|(key, _)| *key != name);
-                    event.attributes.push((name, value));
-                }
+                set_attributes(&mut event.attributes, set);
                 Ok(vec![event])
             }
         }
     }
 }
 
-/// The size ([`Event::approximate_size`]) of `input` once `set` is applied as
-/// [`Answer::into_result`] applies it, without applying it.
-pub(crate) fn kept_size(input: &Event, set: &[(String, String)]) -> usize {
-    let is_set = |name: &str| set.iter().any(|(key, _)| key == name);
-    let removed: usize = input
-        .attributes
-        .iter()
-        .filter(|(name, _)| is_set(name))
-        .map(|(name, value)| name.len() + value.len())
-        .sum();
-    let added: usize = set
+/// Sets each attribute of `set`, in order, as the contract's `kept` outcome says: every
+/// attribute of its name removed, then it appended. Linear in both lists, whatever the
+/// plugin sent: only the last of each name in `set` is appended.
+fn set_attributes(attributes: &mut Vec<(String, String)>, set: Vec<(String, String)>) {
+    if set.is_empty() {
+        return;
+    }
+    let last_of_name: HashMap<&str, usize> = set
         .iter()
         .enumerate()
-        .filter(|(index, (name, _))| !set[index + 1..].iter().any(|(later, _)| later == name))
-        .map(|(_, (name, value))| name.len() + value.len())
-        .sum();
-    input.approximate_size() - removed + added
+        .map(|(index, (name, _))| (name.as_str(), index))
+        .collect();
+    attributes.retain(|(name, _)| !last_of_name.contains_key(name.as_str()));
+    let appended: Vec<bool> = set
+        .iter()
+        .enumerate()
+        .map(|(index, (name, _))| last_of_name[name.as_str()] == index)
+        .collect();
+    attributes.extend(
+        set.into_iter()
+            .zip(appended)
+            .filter_map(|(attribute, appended)| appended.then_some(attribute)),
+    );
+}
+
+/// The size ([`Event::approximate_size`]) `input` can have once `set` is applied, at
+/// most: counted as if every attribute of `set` were added, none replaced.
+pub(crate) fn kept_size(input: &Event, set: &[(String, String)]) -> usize {
+    let added: usize = set.iter().map(|(name, value)| name.len() + value.len()).sum();
+    input.approximate_size() + added
 }
 
 /// Writes `events` into `buffer` (cleared first; its capacity is reused) as an encoded
@@ -84,22 +98,23 @@ pub(crate) fn encode_events(events: &[Event], buffer: &mut Vec<u8>) {
 }
 
 /// The answers in an encoded `OutcomeBatch` answering `expected` events, each outcome
-/// holding at most `max_events` events. The shape is checked before anything is decoded,
-/// since an event of a few bytes becomes a host allocation many times that size: too
-/// many events is output over the limits; another number of outcomes, an empty outcome,
-/// or bytes that do not decode make a malformed answer.
+/// within one output's `limits`. The shape is checked before anything is decoded, since
+/// an event or attribute of a few bytes becomes a host allocation many times that size:
+/// an outcome of more events, or that would take more host memory, than one `transform`
+/// may hand the host is output over the limits; another number of outcomes, an empty
+/// outcome, or bytes that do not decode make a malformed answer.
 pub(crate) fn decode_outcomes(
     answer: &[u8],
     expected: usize,
-    max_events: usize,
+    limits: &PluginLimits,
 ) -> Result<Vec<Answer>, CallFailure> {
-    check_shape(answer, expected, max_events)?;
+    check_shape(answer, expected, limits)?;
     let batch = OutcomeBatch::decode(answer).map_err(undecodable)?;
     batch
         .outcomes
         .into_iter()
         .map(|outcome| match outcome.result {
-            Some(outcome::Result::Accepted(accepted)) => Ok(Answer::Result(Ok(accepted
+            Some(outcome::Result::Accepted(accepted)) => Ok(Answer::Returned(Ok(accepted
                 .events
                 .into_iter()
                 .map(Event::from)
@@ -108,22 +123,23 @@ pub(crate) fn decode_outcomes(
                 Ok(Answer::Kept(plugin_batch::Event::attribute_pairs(edit.set)))
             }
             Some(outcome::Result::Reject(reason)) => {
-                Ok(Answer::Result(Err(WitPluginError::Reject(reason))))
+                Ok(Answer::Returned(Err(WitPluginError::Reject(reason))))
             }
             Some(outcome::Result::Retry(reason)) => {
-                Ok(Answer::Result(Err(WitPluginError::Retry(reason))))
+                Ok(Answer::Returned(Err(WitPluginError::Retry(reason))))
             }
             Some(outcome::Result::Fail(reason)) => {
-                Ok(Answer::Result(Err(WitPluginError::Fail(reason))))
+                Ok(Answer::Returned(Err(WitPluginError::Fail(reason))))
             }
             None => Err(malformed("answered an outcome with no result")),
         })
         .collect()
 }
 
-/// Refuses an answer without exactly `expected` outcomes or with an outcome of more
-/// than `max_events` events, reading only the field keys and lengths.
-fn check_shape(answer: &[u8], expected: usize, max_events: usize) -> Result<(), CallFailure> {
+/// Refuses an answer without exactly `expected` outcomes, or with an outcome beyond one
+/// output's `limits` (its events, or the host memory decoding it would take), reading
+/// only the field keys and lengths.
+fn check_shape(answer: &[u8], expected: usize, limits: &PluginLimits) -> Result<(), CallFailure> {
     let mut outcomes = 0;
     for field in wire::fields(answer) {
         let (tag, outcome) = field.map_err(undecodable)?;
@@ -136,16 +152,13 @@ fn check_shape(answer: &[u8], expected: usize, max_events: usize) -> Result<(), 
                 "answered more than {expected} outcomes for {expected} events"
             )));
         }
-        for field in wire::fields(outcome.bytes()) {
-            let (tag, accepted) = field.map_err(undecodable)?;
-            if tag == 1 && fields_tagged(accepted.bytes(), 1)? > max_events {
-                return Err(CallFailure::OutputTooLarge(format!(
-                    "more than {max_events} events for one input event, the limit is \
-                     {max_events}; refused before it was decoded"
-                )));
-            }
-            // Otherwise a reject, retry or fail reason, a kept event's attributes, or
-            // events within the limit.
+        let host_bytes = outcome_host_bytes(outcome.bytes(), limits.max_output_events)?;
+        let budget = limits.host_copy_budget();
+        if host_bytes > budget {
+            return Err(CallFailure::OutputTooLarge(format!(
+                "one input event's outcome would take {host_bytes} bytes of host memory, \
+                 more than one output's {budget}; refused before it was decoded"
+            )));
         }
     }
     if outcomes != expected {
@@ -154,6 +167,47 @@ fn check_shape(answer: &[u8], expected: usize, max_events: usize) -> Result<(), 
         )));
     }
     Ok(())
+}
+
+/// Roughly the host memory decoding the encoded `Outcome` would take: each event's
+/// record and each attribute's pair besides the bytes themselves. More than
+/// `max_events` events is output over the limits.
+fn outcome_host_bytes(outcome: &[u8], max_events: usize) -> Result<usize, CallFailure> {
+    // Every field counts: a message field of a `oneof` that repeats is merged.
+    let (mut host_bytes, mut events) = (0, 0);
+    for field in wire::fields(outcome) {
+        let (tag, value) = field.map_err(undecodable)?;
+        host_bytes += match tag {
+            1 => {
+                let mut bytes = 0;
+                for field in wire::fields(value.bytes()) {
+                    let (tag, event) = field.map_err(undecodable)?;
+                    if tag != 1 {
+                        continue;
+                    }
+                    events += 1;
+                    bytes += size_of::<Event>() + attributes_host_bytes(event.bytes(), 6)?;
+                }
+                bytes
+            }
+            5 => attributes_host_bytes(value.bytes(), 1)?,
+            _ => value.bytes().len(), // a reject, retry or fail reason
+        };
+    }
+    if events > max_events {
+        return Err(CallFailure::OutputTooLarge(format!(
+            "more than {max_events} events for one input event, the limit is {max_events}; \
+             refused before it was decoded"
+        )));
+    }
+    Ok(host_bytes)
+}
+
+/// Roughly the host memory the encoded `message` would take once decoded: its bytes,
+/// plus a pair of strings per attribute (the fields tagged `attribute_tag`).
+fn attributes_host_bytes(message: &[u8], attribute_tag: u32) -> Result<usize, CallFailure> {
+    let attributes = fields_tagged(message, attribute_tag)?;
+    Ok(message.len() + attributes * size_of::<(String, String)>())
 }
 
 /// How many fields of an encoded message carry `tag`.
@@ -274,7 +328,7 @@ mod tests {
             ],
         }
         .encode_to_vec();
-        let results = into_results(decode_outcomes(&answer, 4, 10).expect("decodes"));
+        let results = into_results(decode_outcomes(&answer, 4, &limits(10)).expect("decodes"));
         assert_eq!(results[0].as_ref().unwrap()[0].id, "m1");
         assert!(results[1].as_ref().unwrap().is_empty());
         assert!(matches!(&results[2], Err(WitPluginError::Reject(r)) if r == "bad"));
@@ -283,7 +337,7 @@ mod tests {
 
     #[test]
     fn a_malformed_answer_is_an_error_naming_what_is_wrong() {
-        let reason = |answer: &[u8], expected| match decode_outcomes(answer, expected, 10) {
+        let reason = |answer: &[u8], expected| match decode_outcomes(answer, expected, &limits(10)) {
             Err(CallFailure::Reported(reason)) => reason,
             other => panic!("expected a malformed answer, got {other:?}"),
         };
@@ -318,21 +372,61 @@ mod tests {
             }],
         }
         .encode_to_vec();
-        match decode_outcomes(&many, 1, 10) {
+        match decode_outcomes(&many, 1, &limits(10)) {
             Err(CallFailure::OutputTooLarge(reason)) => {
                 assert!(reason.contains("the limit is 10"), "{reason}")
             }
             other => panic!("expected output over the limits, got {other:?}"),
         }
-        let within = into_results(decode_outcomes(&many, 1, 11).expect("within"));
+        let within = into_results(decode_outcomes(&many, 1, &limits(11)).expect("within"));
         assert_eq!(within[0].as_ref().unwrap().len(), 11);
+    }
+
+    /// The default limits, with at most `max_output_events` events per outcome.
+    fn limits(max_output_events: usize) -> PluginLimits {
+        PluginLimits {
+            max_output_events,
+            ..PluginLimits::default()
+        }
+    }
+
+    #[test]
+    fn attributes_that_would_take_too_much_host_memory_are_refused_before_decoding() {
+        // An empty attribute is 2 bytes on the wire and a pair of strings in the host.
+        let attributes = vec![plugin_batch::Attribute::default(); 200_000];
+        let kept = Outcome {
+            result: Some(outcome::Result::Kept(plugin_batch::Edit {
+                set: attributes.clone(),
+            })),
+        };
+        let accepted = Outcome {
+            result: Some(outcome::Result::Accepted(Events {
+                events: vec![plugin_batch::Event {
+                    attributes,
+                    ..Default::default()
+                }],
+            })),
+        };
+        for outcome in [kept, accepted] {
+            let answer = OutcomeBatch {
+                outcomes: vec![outcome],
+            }
+            .encode_to_vec();
+            assert!(answer.len() < 1 << 20, "{} bytes", answer.len());
+            match decode_outcomes(&answer, 1, &limits(10)) {
+                Err(CallFailure::OutputTooLarge(reason)) => {
+                    assert!(reason.contains("bytes of host memory"), "{reason}")
+                }
+                other => panic!("expected output over the limits, got {other:?}"),
+            }
+        }
     }
 
     /// The results of `answers`, each for an input event of its own.
     fn into_results(answers: Vec<Answer>) -> Vec<EventResult> {
         answers
             .into_iter()
-            .map(|answer| answer.into_result(&mut Event::default()))
+            .map(|answer| answer.take_result(&mut Event::default()))
             .collect()
     }
 
@@ -368,7 +462,7 @@ mod tests {
                 ],
             ),
         ];
-        let answers = decode_outcomes(&answer, 2, 10).expect("decodes");
+        let answers = decode_outcomes(&answer, 2, &limits(10)).expect("decodes");
         let Answer::Kept(set) = &answers[1] else {
             panic!("expected a kept event, got {:?}", answers[1]);
         };
@@ -376,7 +470,7 @@ mod tests {
         let results: Vec<Vec<Event>> = answers
             .into_iter()
             .zip(&mut inputs)
-            .map(|(answer, input)| answer.into_result(input).expect("accepted"))
+            .map(|(answer, input)| answer.take_result(input).expect("accepted"))
             .collect();
         assert_eq!(results[0], [event("m1", &[("a", "1")])]);
         assert_eq!(
@@ -386,6 +480,24 @@ mod tests {
                 &[("b", "2"), ("programId", "9"), ("valid", "yes")]
             )]
         );
-        assert_eq!(size, results[1][0].approximate_size());
+        assert!(size >= results[1][0].approximate_size(), "{size}");
+    }
+
+    #[test]
+    fn setting_attributes_keeps_the_last_of_each_name_in_order() {
+        let mut attributes = vec![
+            ("a".to_owned(), "1".to_owned()),
+            ("n7".to_owned(), "old".to_owned()),
+            ("b".to_owned(), "2".to_owned()),
+        ];
+        let set = (0..50_000)
+            .map(|index| (format!("n{}", index % 1_000), index.to_string()))
+            .collect();
+        set_attributes(&mut attributes, set);
+        assert_eq!(attributes.len(), 2 + 1_000);
+        assert_eq!(attributes[..2], [("a".into(), "1".into()), ("b".into(), "2".into())]);
+        assert_eq!(attributes[2], ("n0".to_owned(), "49000".to_owned()));
+        assert_eq!(attributes[9], ("n7".to_owned(), "49007".to_owned()));
+        assert_eq!(attributes[1_001], ("n999".to_owned(), "49999".to_owned()));
     }
 }

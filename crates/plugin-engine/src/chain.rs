@@ -345,7 +345,7 @@ impl<'c> Step<'c> {
         let mut answered = Vec::with_capacity(answers.len());
         // A kept event is taken out of `chunk`: only those answered here are taken.
         for (answer, input) in answers.into_iter().zip(chunk) {
-            let result = answer.into_result(input);
+            let result = answer.take_result(input);
             self.metrics.record(share, outcome_label(&result));
             match result {
                 Ok(events) => answered.push(Ok(events)),

@@ -197,17 +197,17 @@ impl PluginInstance {
             CallFailure::Reported(format!("batch-handler refused the batch: {error}"))
         })?;
         let limits = &self.store.data().limits;
-        let answers = batch::decode_outcomes(&answer, events.len(), limits.max_output_events)?;
+        let answers = batch::decode_outcomes(&answer, events.len(), limits)?;
         answers
             .into_iter()
             .zip(events)
             .map(|(answer, input)| match answer {
-                Answer::Result(Ok(output)) => Ok(Answer::Result(Ok(check_output(output, limits)?))),
+                Answer::Returned(Ok(output)) => Ok(Answer::Returned(Ok(check_output(output, limits)?))),
                 Answer::Kept(set) => {
                     check_output_size(1, batch::kept_size(input, &set), limits)?;
                     Ok(Answer::Kept(set))
                 }
-                refused @ Answer::Result(Err(_)) => Ok(refused),
+                refused @ Answer::Returned(Err(_)) => Ok(refused),
             })
             .collect()
     }

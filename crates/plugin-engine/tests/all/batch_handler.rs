@@ -12,6 +12,8 @@ use plugin_engine::{
     PluginLimits, PluginRegistry, PluginSettings,
 };
 
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+
 use crate::common::*;
 
 /// The `instanceCalls` that `hostile-stateful` stamped on each accepted event (how many
@@ -177,8 +179,46 @@ fn set(event: &mut Event, name: &str, value: &str) {
     event.attributes.push((name.to_owned(), value.to_owned()));
 }
 
-#[tokio::test]
-async fn plugins_reading_events_in_place_give_what_transform_gives() {
+/// The value of counter `name` summed over its labels, as `snapshotter` recorded it.
+fn counted(snapshotter: &Snapshotter, name: &str) -> u64 {
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == name)
+        .map(|(.., value)| match value {
+            DebugValue::Counter(count) => count,
+            other => panic!("{name} is not a counter: {other:?}"),
+        })
+        .sum()
+}
+
+#[test]
+fn plugins_reading_events_in_place_give_what_transform_gives() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // The chain runs on this thread, so the engine's metrics reach `recorder`.
+    metrics::with_local_recorder(&recorder, || runtime.block_on(in_place_mixed_batch()));
+    // `filter` sees every event, `enrich` the others than bots, `validate-tracking` those
+    // of known programs.
+    let not_bots = (0..150).filter(|n| n % 5 != 0);
+    let known = not_bots.clone().filter(|n| n % 7 != 0);
+    let calls = 150 + not_bots.count() + known.count();
+    assert_eq!(counted(&snapshotter, "plugin_calls_total"), calls as u64);
+    assert_eq!(
+        counted(&snapshotter, "plugin_batch_fallbacks_total"),
+        0,
+        "every event was answered in place, none through handler"
+    );
+}
+
+/// Runs 150 mixed events through `filter`, `enrich` and `validate-tracking` and checks
+/// each outcome against what their `transform`s specify.
+async fn in_place_mixed_batch() {
     let engine = engine();
     let registry = PluginRegistry::new(engine.clone());
     let steps = ["filter", "enrich", "validate-tracking"]
@@ -254,8 +294,12 @@ async fn an_event_kept_over_the_output_limits_fails_alone() {
         settings,
         Arc::new(NoCoreData),
     );
+    // Just under the limit, until `valid` = `true` takes it over.
     let mut large = complete_tracking_event("large");
-    set(&mut large, "padding", &"x".repeat(1_000));
+    set(&mut large, "padding", "");
+    let padding = 1_000 - large.approximate_size() - 4;
+    set(&mut large, "padding", &"x".repeat(padding));
+    assert_eq!(large.approximate_size(), 996);
     let events = vec![
         complete_tracking_event("a"),
         large,

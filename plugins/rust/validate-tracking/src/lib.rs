@@ -179,11 +179,18 @@ mod tests {
 
     #[test]
     fn reading_in_place_rejects_and_marks_as_validate_and_transform_do() {
-        let cases: [&[(&str, &str)]; 4] = [
+        let cases: [&[(&str, &str)]; 5] = [
             &[
                 ("programId", "42"),
                 ("checksum", "ab12"),
                 ("customerId", "7"),
+            ],
+            &[
+                ("valid", "no"),
+                ("programId", "42"),
+                ("checksum", "ab12"),
+                ("customerId", "7"),
+                ("valid", "maybe"),
             ],
             &[("programId", "4x")],
             &[("programId", "42"), ("checksum", "")],
@@ -194,13 +201,21 @@ mod tests {
                 attributes,
                 ..EventView::default()
             };
-            // `PluginError` has no `PartialEq`: compared by its `Debug` form.
-            let in_place = format!("{:?}", validate_in_place(&view));
-            let expected: Result<Verdict, PluginError> =
-                match ValidateTracking::validate(event(attributes)) {
-                    Ok(()) => Ok(Verdict::KeepWith(vec![("valid".into(), "true".into())])),
-                    Err(refusal) => Err(refusal),
-                };
+            // What validate then transform give, and the in-place verdict applied as the
+            // host applies it; `PluginError` has no `PartialEq`: compared by `Debug`.
+            let expected = ValidateTracking::validate(event(attributes))
+                .and_then(|()| ValidateTracking::transform(event(attributes)));
+            let in_place = validate_in_place(&view).map(|verdict| match verdict {
+                Verdict::KeepWith(set) => {
+                    let mut kept = event(attributes);
+                    for (name, value) in &set {
+                        set_attribute(&mut kept.attributes, name, value);
+                    }
+                    vec![kept]
+                }
+                other => panic!("expected the event kept with attributes set, got {other:?}"),
+            });
+            let in_place = format!("{in_place:?}");
             assert_eq!(in_place, format!("{expected:?}"));
         }
     }

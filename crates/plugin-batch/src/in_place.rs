@@ -269,6 +269,9 @@ mod tests {
         // An event whose id (field 1) is a varint.
         let id_as_number = [0x0a, 0x02, 0x08, 0x07];
         let error = handle_in_place(&id_as_number, |_| Ok(Verdict::Keep)).unwrap_err();
-        assert!(error.contains("field 1 of Event has the wrong wire type"), "{error}");
+        assert!(
+            error.contains("field 1 of Event has the wrong wire type"),
+            "{error}"
+        );
     }
 }

@@ -71,7 +71,10 @@ fn set_attributes(attributes: &mut Vec<(String, String)>, set: Vec<(String, Stri
 /// The size ([`Event::approximate_size`]) `input` can have once `set` is applied, at
 /// most: counted as if every attribute of `set` were added, none replaced.
 pub(crate) fn kept_size(input: &Event, set: &[(String, String)]) -> usize {
-    let added: usize = set.iter().map(|(name, value)| name.len() + value.len()).sum();
+    let added: usize = set
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum();
     input.approximate_size() + added
 }
 
@@ -337,7 +340,8 @@ mod tests {
 
     #[test]
     fn a_malformed_answer_is_an_error_naming_what_is_wrong() {
-        let reason = |answer: &[u8], expected| match decode_outcomes(answer, expected, &limits(10)) {
+        let reason = |answer: &[u8], expected| match decode_outcomes(answer, expected, &limits(10))
+        {
             Err(CallFailure::Reported(reason)) => reason,
             other => panic!("expected a malformed answer, got {other:?}"),
         };
@@ -495,7 +499,10 @@ mod tests {
             .collect();
         set_attributes(&mut attributes, set);
         assert_eq!(attributes.len(), 2 + 1_000);
-        assert_eq!(attributes[..2], [("a".into(), "1".into()), ("b".into(), "2".into())]);
+        assert_eq!(
+            attributes[..2],
+            [("a".into(), "1".into()), ("b".into(), "2".into())]
+        );
         assert_eq!(attributes[2], ("n0".to_owned(), "49000".to_owned()));
         assert_eq!(attributes[9], ("n7".to_owned(), "49007".to_owned()));
         assert_eq!(attributes[1_001], ("n999".to_owned(), "49999".to_owned()));

@@ -202,7 +202,9 @@ impl PluginInstance {
             .into_iter()
             .zip(events)
             .map(|(answer, input)| match answer {
-                Answer::Returned(Ok(output)) => Ok(Answer::Returned(Ok(check_output(output, limits)?))),
+                Answer::Returned(Ok(output)) => {
+                    Ok(Answer::Returned(Ok(check_output(output, limits)?)))
+                }
                 Answer::Kept(set) => {
                     check_output_size(1, batch::kept_size(input, &set), limits)?;
                     Ok(Answer::Kept(set))

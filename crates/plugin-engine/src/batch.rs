@@ -43,11 +43,19 @@ impl Answer {
     }
 }
 
+/// Up to this many attributes set by one edit are applied one by one, as the contract
+/// words it; more are applied through a map of their names, which stays linear.
+const EDIT_APPLIED_ONE_BY_ONE: usize = 8;
+
 /// Sets each attribute of `set`, in order, as the contract's `kept` outcome says: every
 /// attribute of its name removed, then it appended. Linear in both lists, whatever the
 /// plugin sent: only the last of each name in `set` is appended.
 fn set_attributes(attributes: &mut Vec<(String, String)>, set: Vec<(String, String)>) {
-    if set.is_empty() {
+    if set.len() <= EDIT_APPLIED_ONE_BY_ONE {
+        for (name, value) in set {
+            attributes.retain(|(key, _)| *key != name);
+            attributes.push((name, value));
+        }
         return;
     }
     let last_of_name: HashMap<&str, usize> = set

@@ -160,14 +160,16 @@ impl StreamProducer {
         let permits = sender
             .try_reserve_many(entries.len())
             .map_err(|_| StreamError::Backpressure)?;
-        let mut acks = Vec::with_capacity(entries.len());
+        // Counted before they are sent: once sent, a delivery may finish and subtract them.
+        let count = entries.len();
+        let depth = self.inner.buffered.fetch_add(count, Ordering::Relaxed) + count;
+        metrics::gauge!("stream_buffered_records").set(depth as f64);
+        let mut acks = Vec::with_capacity(count);
         for (permit, entry) in permits.zip(entries) {
             let (ack, acked) = oneshot::channel();
             permit.send(Pending { entry, ack });
             acks.push(acked);
         }
-        let depth = self.inner.buffered.fetch_add(acks.len(), Ordering::Relaxed) + acks.len();
-        metrics::gauge!("stream_buffered_records").set(depth as f64);
         if !wait_for_stream {
             return Ok(());
         }

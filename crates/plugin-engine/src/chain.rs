@@ -3,9 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use metrics::{Counter, Histogram, Label, SharedString};
+use std::time::Instant;
 
 use crate::bindings::{WitEvent, WitPluginError};
 use crate::core_data::CoreDataLookup;
@@ -181,62 +179,10 @@ struct Step<'c> {
     plugin: &'c Arc<RegisteredPlugin>,
     compiled: Arc<CompiledPlugin>,
     plugin_ref: PluginRef,
-    metrics: CallMetrics,
     instance: Option<PluginInstance>,
     /// A `batch-handler` call failed during this batch: the rest of it goes through
     /// `handler`, one event at a time.
     per_event: bool,
-}
-
-/// The plugin's call metrics for one batch: the duration histogram and a counter per
-/// outcome, each registered on first use and then reused for the rest of the batch.
-struct CallMetrics {
-    /// The `plugin` and `version` labels.
-    labels: [Label; 2],
-    duration: Option<Histogram>,
-    calls: Vec<(&'static str, Counter)>,
-}
-
-impl CallMetrics {
-    fn new(plugin: &PluginRef) -> Self {
-        let labels = [
-            Label::new("plugin", SharedString::from(plugin.name.clone())),
-            Label::new(
-                "version",
-                SharedString::from(Arc::<str>::from(plugin.version.short())),
-            ),
-        ];
-        Self {
-            labels,
-            duration: None,
-            calls: Vec::new(),
-        }
-    }
-
-    /// Counts one event handled with `outcome` and records how long it took.
-    fn record(&mut self, took: Duration, outcome: &'static str) {
-        let labels = &self.labels;
-        self.duration
-            .get_or_insert_with(|| {
-                metrics::histogram!("plugin_call_duration_seconds", labels.to_vec())
-            })
-            .record(took.as_secs_f64());
-        let counter = match self.calls.iter().position(|(seen, _)| *seen == outcome) {
-            Some(index) => &self.calls[index].1,
-            None => {
-                let [plugin, version] = &self.labels;
-                let labels = vec![
-                    plugin.clone(),
-                    version.clone(),
-                    Label::new("outcome", outcome),
-                ];
-                let counter = metrics::counter!("plugin_calls_total", labels);
-                self.calls.push((outcome, counter));
-                &self.calls[self.calls.len() - 1].1
-            }
-        };
-        counter.increment(1);
-    }
 }
 
 impl<'c> Step<'c> {
@@ -250,7 +196,6 @@ impl<'c> Step<'c> {
             chain,
             plugin,
             compiled,
-            metrics: CallMetrics::new(&plugin_ref),
             plugin_ref,
             instance: None,
             per_event: false,
@@ -334,8 +279,7 @@ impl<'c> Step<'c> {
                     %failure,
                     "batch-handler call failed; handling its events one at a time through handler"
                 );
-                metrics::counter!("plugin_batch_fallbacks_total", self.metrics.labels.to_vec())
-                    .increment(1);
+                self.compiled.metrics.record_batch_fallback();
                 self.instance = None;
                 self.per_event = true;
                 return Vec::new();
@@ -346,7 +290,7 @@ impl<'c> Step<'c> {
         // A kept event is taken out of `chunk`: only those answered here are taken.
         for (answer, input) in answers.into_iter().zip(chunk) {
             let result = answer.take_result(input);
-            self.metrics.record(share, outcome_label(&result));
+            self.compiled.metrics.record(share, outcome_label(&result));
             match result {
                 Ok(events) => answered.push(Ok(events)),
                 Err(error) => {
@@ -375,7 +319,7 @@ impl<'c> Step<'c> {
             Ok(result) => outcome_label(result),
             Err(failure) => failure.kind(),
         };
-        self.metrics.record(started.elapsed(), label);
+        self.compiled.metrics.record(started.elapsed(), label);
         match result {
             Ok(Ok(events)) => Ok(events),
             Ok(Err(error)) => {
@@ -434,7 +378,7 @@ impl<'c> Step<'c> {
             StartFailure::Busy(_) => "busy",
             StartFailure::Failed(failure) => failure.kind(),
         };
-        self.metrics.record(started.elapsed(), label);
+        self.compiled.metrics.record(started.elapsed(), label);
         self.unserved(failure)
     }
 

@@ -13,6 +13,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::artifact_cache::{self, ArtifactCache, ArtifactSource};
 use crate::bindings::{Plugin, PluginIndices};
+use crate::call_metrics::CallMetrics;
 use crate::capabilities::{Grant, first_denied_import};
 use crate::config::{EngineConfig, PluginLimits};
 use crate::contract_version;
@@ -49,6 +50,8 @@ pub struct CompiledPlugin {
     pub(crate) indices: PluginIndices,
     /// Where `batch-handler.handle` is in an instance, when the plugin exports it.
     pub(crate) batch_handler: Option<ComponentExportIndex>,
+    /// The metrics every call on this version is counted in.
+    pub(crate) metrics: Arc<CallMetrics>,
     report: Arc<PluginReport>,
 }
 
@@ -165,6 +168,9 @@ impl PluginEngine {
     /// A place for one more instance serving a batch, waiting for one at most
     /// [`EngineConfig::instance_wait`]; `None` when the pool stayed in full use.
     pub(crate) async fn reserve_instance(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.inner.instances.clone().try_acquire_owned() {
+            return Some(permit); // no timer when a place is free
+        }
         let wait = self.inner.config.instance_wait;
         let permit = self.inner.instances.clone().acquire_owned();
         match tokio::time::timeout(wait, permit).await {
@@ -266,6 +272,7 @@ impl PluginEngine {
             pre: instance_pre,
             indices,
             batch_handler,
+            metrics: Arc::new(CallMetrics::new(name, version)),
             report: Arc::new(PluginReport {
                 version,
                 size_bytes: bytes.len(),

@@ -10,6 +10,7 @@
 mod artifact_cache;
 mod batch;
 mod bindings;
+mod call_metrics;
 mod capabilities;
 mod chain;
 mod config;

@@ -276,6 +276,7 @@ impl Consumer {
         }
         let batch = self.chains.next_batch().await;
         let outcomes = batch.chain.process(events).await;
+        let mut plugin_stamps = Stamps::default();
         for ((position, (stamps, host_release, message_id)), outcome) in
             positions.into_iter().zip(host_stamps).zip(outcomes)
         {
@@ -288,7 +289,7 @@ impl Consumer {
                 Outcome::Accepted(mut events) => {
                     assign_output_ids(&message_id, &mut events);
                     let mut processed_by = stamps;
-                    processed_by.extend(outcome.processed_by.iter().map(stamp));
+                    processed_by.extend(outcome.processed_by.iter().map(|by| plugin_stamps.of(by)));
                     Disposition::Accepted(
                         events
                             .into_iter()
@@ -468,9 +469,22 @@ fn program_counts(events: &[StoredEvent], totals: &BTreeMap<String, u64>) -> Vec
         .collect()
 }
 
-fn stamp(plugin: &PluginRef) -> PluginStamp {
-    PluginStamp {
-        name: plugin.name.to_string(),
-        version: plugin.version.to_string(),
+/// The stamps of the plugins that ran in one batch, each made once: the same few
+/// plugin versions stamp every record of the batch.
+#[derive(Default)]
+struct Stamps(Vec<(PluginRef, PluginStamp)>);
+
+impl Stamps {
+    /// The stamp of `plugin`.
+    fn of(&mut self, plugin: &PluginRef) -> PluginStamp {
+        if let Some((_, stamp)) = self.0.iter().find(|(seen, _)| seen == plugin) {
+            return stamp.clone();
+        }
+        let stamp = PluginStamp {
+            name: plugin.name.to_string(),
+            version: plugin.version.to_string(),
+        };
+        self.0.push((plugin.clone(), stamp.clone()));
+        stamp
     }
 }

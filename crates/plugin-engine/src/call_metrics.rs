@@ -77,3 +77,65 @@ impl CallMetrics {
         metrics::counter!("plugin_calls_total", labels)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    use super::*;
+
+    #[test]
+    fn every_batch_on_a_version_counts_into_the_same_series_per_outcome() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let metrics = CallMetrics::new("filter", PluginVersion::of(b"component"));
+        metrics::with_local_recorder(&recorder, || {
+            for outcome in [
+                "accepted",
+                "accepted",
+                "trap",
+                "accepted",
+                "not-a-known-outcome",
+            ] {
+                metrics.record(Duration::from_micros(3), outcome);
+            }
+            metrics.record_batch_fallback();
+        });
+        let mut counted: Vec<(String, Vec<String>, u64)> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter_map(|(key, _, _, value)| match value {
+                DebugValue::Counter(count) => Some((
+                    key.key().name().to_owned(),
+                    key.key()
+                        .labels()
+                        .map(|label| label.value().to_owned())
+                        .collect(),
+                    count,
+                )),
+                _ => None,
+            })
+            .collect();
+        counted.sort();
+        let version = PluginVersion::of(b"component").short();
+        let labels = |outcome: Option<&str>| {
+            let mut labels = vec!["filter".to_owned(), version.clone()];
+            labels.extend(outcome.map(str::to_owned));
+            labels
+        };
+        assert_eq!(
+            counted,
+            [
+                ("plugin_batch_fallbacks_total".to_owned(), labels(None), 1),
+                ("plugin_calls_total".to_owned(), labels(Some("accepted")), 3),
+                (
+                    "plugin_calls_total".to_owned(),
+                    labels(Some("not-a-known-outcome")),
+                    1
+                ),
+                ("plugin_calls_total".to_owned(), labels(Some("trap")), 1),
+            ]
+        );
+    }
+}

@@ -98,7 +98,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         .with_context(|| format!("cannot listen on {listen_addr}"))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = router(state, &config.http);
+    let app = router(Arc::new(state), &config.http);
     let mut server = tokio::spawn(
         axum::serve(listener, app)
             .with_graceful_shutdown(async {

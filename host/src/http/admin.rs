@@ -2,6 +2,8 @@
 //! fleet (publish a component, roll back, list releases, status). A publish is stored
 //! in the registry, announced to every task and swapped in here before it answers.
 
+use std::sync::Arc;
+
 use std::time::Duration;
 
 use axum::Json;
@@ -23,7 +25,7 @@ const LIVE_HEARTBEAT: Duration = Duration::from_secs(90);
 /// Refuses requests without `Authorization: Bearer <ADMIN_TOKEN>`; 404 when no token
 /// is configured (the admin API is off).
 pub async fn require_token(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -40,7 +42,7 @@ pub async fn require_token(
 /// Refuses requests without the bearer token when one is configured; without one (the
 /// embedded default, which says so at start) the routes are open.
 pub async fn require_token_when_configured(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -132,7 +134,7 @@ pub struct RollbackQuery {
 
 /// The host plugins of the current release with their versions, sizes and the versions
 /// earlier releases ran, newest first.
-pub async fn list(State(state): State<AppState>) -> Result<Json<PluginsResponse>, ApiError> {
+pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<PluginsResponse>, ApiError> {
     let active = state.releases.active();
     let history = state
         .releases
@@ -188,7 +190,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<PluginsResponse>
 /// host) for the whole fleet, once it compiled and passed the world and capability
 /// checks; a refused candidate changes nothing.
 pub async fn publish(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Query(query): Query<PluginQuery>,
     component: Bytes,
@@ -211,7 +213,7 @@ pub async fn publish(
 
 /// Makes the side's candidate for plugin `name` its active version, fleet-wide.
 pub async fn promote(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Query(query): Query<PluginQuery>,
 ) -> Result<Json<SwapResponse>, ApiError> {
@@ -220,7 +222,7 @@ pub async fn promote(
 
 /// Drops the side's candidate for plugin `name`, fleet-wide.
 pub async fn abort(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Query(query): Query<PluginQuery>,
 ) -> Result<Json<SwapResponse>, ApiError> {
@@ -228,7 +230,7 @@ pub async fn abort(
 }
 
 async fn end_trial(
-    state: AppState,
+    state: Arc<AppState>,
     name: String,
     query: PluginQuery,
     abort_reason: Option<&str>,
@@ -253,7 +255,7 @@ async fn end_trial(
 /// Makes the release before the current one current again, fleet-wide; answers with
 /// plugin `name`'s versions before and after.
 pub async fn rollback(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Query(query): Query<PluginQuery>,
 ) -> Result<Json<SwapResponse>, ApiError> {
@@ -275,7 +277,7 @@ pub async fn rollback(
 
 /// Makes release `to` (default: the one before the current one) current again.
 pub async fn rollback_release(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Query(query): Query<RollbackQuery>,
 ) -> Result<Json<Release>, ApiError> {
     let release = state
@@ -287,7 +289,9 @@ pub async fn rollback_release(
 }
 
 /// Every release, oldest first.
-pub async fn releases(State(state): State<AppState>) -> Result<Json<ReleasesResponse>, ApiError> {
+pub async fn releases(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<ReleasesResponse>, ApiError> {
     let registry = state.releases.registry();
     let current = registry.current().await.map_err(registry_error)?;
     let releases = registry.releases().await.map_err(registry_error)?;
@@ -298,7 +302,7 @@ pub async fn releases(State(state): State<AppState>) -> Result<Json<ReleasesResp
 }
 
 /// Which release each live task and consumer instance runs.
-pub async fn status(State(state): State<AppState>) -> Result<Json<StatusResponse>, ApiError> {
+pub async fn status(State(state): State<Arc<AppState>>) -> Result<Json<StatusResponse>, ApiError> {
     let status = state
         .releases
         .registry()

@@ -1,5 +1,7 @@
 //! `POST /events`: JSON-array or NDJSON batches for the generic pipeline.
 
+use std::sync::Arc;
+
 use std::cell::Cell;
 
 use axum::Json;
@@ -20,7 +22,7 @@ use crate::views::{BatchResult, EventInput, OutcomeView};
 /// order. Accepted output goes on the stream; if the stream cannot take it, the
 /// whole request is refused with 503 so the client can resend it as is.
 pub async fn ingest(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<BatchResponse>, ApiError> {

@@ -1,5 +1,7 @@
 //! `GET /health/check` and `GET /metrics`.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,7 +16,7 @@ use crate::stream::StreamProducer;
 /// refreshed) or the plugin registry cannot be followed (the running release keeps
 /// serving). 503 with `status` `unavailable` and the reason in `stream.problem` when
 /// the stream stage cannot take events, so the load balancer sends them elsewhere.
-pub async fn check(State(state): State<AppState>) -> (StatusCode, Json<HealthResponse>) {
+pub async fn check(State(state): State<Arc<AppState>>) -> (StatusCode, Json<HealthResponse>) {
     let backend = state.cache.status();
     let active = state.releases.active();
     let release = &active.release;
@@ -72,7 +74,7 @@ fn stream_problem(producer: &StreamProducer) -> Option<&'static str> {
 }
 
 /// Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> String {
+pub async fn metrics(State(state): State<Arc<AppState>>) -> String {
     state.metrics.render()
 }
 

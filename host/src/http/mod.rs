@@ -32,8 +32,8 @@ use crate::stream::{Ack, StreamEntry, StreamError, StreamProducer};
 
 pub use self::config::HttpConfig;
 
-/// Everything the handlers share.
-#[derive(Clone)]
+/// Everything the handlers share, behind one `Arc`: axum clones the state into every
+/// request's services, and one reference count costs less than cloning each field.
 pub struct AppState {
     /// The current plugin release (the host chain runs on it) and the registry.
     pub releases: Arc<ReleaseRuntime>,
@@ -54,7 +54,7 @@ pub struct AppState {
 /// The host's routes with limits, timeouts, tracing and request metrics. Admin routes
 /// have their own body limit and timeout: an upload carries a component and answers only
 /// once it is compiled.
-pub fn router(state: AppState, config: &HttpConfig) -> Router {
+pub fn router(state: Arc<AppState>, config: &HttpConfig) -> Router {
     let admin = Router::new()
         .route("/admin/plugins", get(admin::list))
         .route("/admin/plugins/{name}", put(admin::publish))

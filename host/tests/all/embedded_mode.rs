@@ -6,6 +6,28 @@ use contract::TrackingEvent;
 use embedded_log::EmbeddedLog;
 
 #[tokio::test]
+async fn message_ids_are_uuids_in_creation_order() {
+    let host = start_host(&[]).await;
+    assert_eq!(host.get("/cache/fill").await.0, 200);
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let (status, body) = host.get("/event/212313").await;
+        assert_eq!(status, 200, "{body}");
+        let id = body["messageId"].as_str().expect("messageId").to_owned();
+        assert_eq!(id.len(), 36, "a UUID: {id}");
+        assert_eq!(&id[14..15], "7", "a time-ordered UUID (version 7): {id}");
+        ids.push(id);
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(
+        ids, sorted,
+        "ids sort as created, so stores keyed by them append"
+    );
+}
+
+#[tokio::test]
 async fn fill_then_track_gives_the_enriched_json_and_the_event_is_in_the_log() {
     let mut host = start_host(&[]).await;
     let (status, filled) = host.get("/cache/fill").await;

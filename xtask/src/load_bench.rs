@@ -57,6 +57,8 @@ struct Measurement {
     cpu_per_request_us: f64,
     /// Answers that were not 2xx (503 when the host sheds load).
     refused: u64,
+    /// What the host counted of them: statuses of the tracking route and shed requests.
+    refusals: Option<String>,
 }
 
 /// Builds release binaries, loads the bare handler and each host setup in turn, and prints
@@ -120,11 +122,14 @@ pub fn run(root: &Path, args: &LoadBenchArgs) -> Result<()> {
         );
         wait_for(&format!("http://127.0.0.1:{port}/health/check"))?;
         curl(&format!("http://127.0.0.1:{port}/cache/fill"))?;
-        let measured = measure(
+        let mut measured = measure(
             &host,
             &format!("http://127.0.0.1:{port}/event/212313"),
             args,
         )?;
+        if measured.refused > 0 {
+            measured.refusals = Some(refusals(&format!("http://127.0.0.1:{port}/metrics"))?);
+        }
         drop(host);
         rows.push((label, measured));
     }
@@ -140,13 +145,16 @@ pub fn run(root: &Path, args: &LoadBenchArgs) -> Result<()> {
     let bare_row = ("bare axum handler", baseline);
     let rate = bare_row.1.requests_per_second;
     for (label, row) in std::iter::once(&bare_row).chain(&rows) {
+        let refused = match &row.refusals {
+            Some(refusals) => format!("{} ({refusals})", row.refused),
+            None => row.refused.to_string(),
+        };
         println!(
-            "| {label} | {:.0} | {} | {} | {:.0} µs | {} | {:.3} |",
+            "| {label} | {:.0} | {} | {} | {:.0} µs | {refused} | {:.3} |",
             row.requests_per_second,
             row.p50,
             row.p99,
             row.cpu_per_request_us,
-            row.refused,
             row.requests_per_second / rate
         );
     }
@@ -215,7 +223,40 @@ fn measure(server: &Server, url: &str, args: &LoadBenchArgs) -> Result<Measureme
         p99: percentile("99%"),
         cpu_per_request_us: cpu * 1e6 / requests.max(1.0),
         refused,
+        refusals: None,
     })
+}
+
+/// The host's own count of what it did not answer with 2xx on the tracking route, read
+/// from its `/metrics`: `503 ×N, M shed` (shed: refused by the concurrency limit; the
+/// rest of the 503s are a full stream buffer, core data or a plugin asking to retry).
+fn refusals(metrics_url: &str) -> Result<String> {
+    let output = Command::new("curl")
+        .args(["-fsS", metrics_url])
+        .output()
+        .context("cannot run curl")?;
+    crate::check(output.status, metrics_url)?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let value = |line: &str| line.rsplit(' ').next().unwrap_or("0").trim().to_owned();
+    let mut parts: Vec<String> = text
+        .lines()
+        .filter(|line| {
+            line.starts_with("http_requests_total{")
+                && line.contains(r#"route="/event/{program_id}""#)
+                && !line.contains(r#"status="2"#)
+        })
+        .filter_map(|line| {
+            let status = line.split(r#"status=""#).nth(1)?.get(..3)?;
+            Some(format!("{status} ×{}", value(line)))
+        })
+        .collect();
+    if let Some(shed) = text
+        .lines()
+        .find(|line| line.starts_with("http_requests_shed_total "))
+    {
+        parts.push(format!("{} shed", value(shed)));
+    }
+    Ok(parts.join(", "))
 }
 
 /// User plus system CPU seconds process `pid` has used, from `/proc/{pid}/stat`.

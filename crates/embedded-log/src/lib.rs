@@ -59,6 +59,8 @@ struct Inner {
     dir: PathBuf,
     options: LogOptions,
     state: Mutex<State>,
+    /// Apart from the segments, so a checkpoint being written never holds up an append.
+    checkpoints: Mutex<Checkpoints>,
     /// Held (locked) while the log is open.
     _lock: File,
 }
@@ -66,7 +68,6 @@ struct Inner {
 struct State {
     /// Oldest first; never empty: the last one takes appends.
     segments: VecDeque<Segment>,
-    checkpoints: Checkpoints,
     /// The frames of the append in progress (its capacity is reused).
     frames: Vec<u8>,
 }
@@ -156,9 +157,9 @@ impl EmbeddedLog {
                 options,
                 state: Mutex::new(State {
                     segments,
-                    checkpoints,
                     frames: Vec::new(),
                 }),
+                checkpoints: Mutex::new(checkpoints),
                 _lock: lock,
             }),
         })
@@ -238,13 +239,12 @@ impl EmbeddedLog {
 
     /// The last sequence number `reader` has handled, or `None` if it has not started.
     pub fn checkpoint(&self, reader: &str) -> Result<Option<u64>, LogError> {
-        Ok(self.state().checkpoints.get(reader))
+        Ok(self.checkpoints().get(reader))
     }
 
     /// Records that `reader` has handled every record up to and including `sequence`.
     pub fn set_checkpoint(&self, reader: &str, sequence: u64) -> Result<(), LogError> {
-        self.state()
-            .checkpoints
+        self.checkpoints()
             .set(reader, sequence)
             .map_err(|error| self.io_error(error))
     }
@@ -254,10 +254,10 @@ impl EmbeddedLog {
     /// (which takes appends); returns how many records were removed. Without readers
     /// nothing is removed.
     pub fn trim_consumed(&self, keep: u64) -> Result<u64, LogError> {
-        let mut state = self.state();
-        let Some(handled) = state.checkpoints.lowest() else {
+        let Some(handled) = self.checkpoints().lowest() else {
             return Ok(0);
         };
+        let mut state = self.state();
         let Some(up_to) = handled.checked_sub(keep) else {
             return Ok(0);
         };
@@ -300,6 +300,13 @@ impl EmbeddedLog {
     fn state(&self) -> MutexGuard<'_, State> {
         self.inner
             .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn checkpoints(&self) -> MutexGuard<'_, Checkpoints> {
+        self.inner
+            .checkpoints
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use adtrack_consumer::Consumer;
 use adtrack_consumer::dead_letter::JsonLinesDeadLetters;
-use adtrack_consumer::drivers::embedded::{EmbeddedOptions, consume_batch, run_embedded_with};
+use adtrack_consumer::drivers::embedded::{
+    DEFAULT_READER, EmbeddedOptions, consume_batch, run_embedded_with,
+};
 use adtrack_consumer::releases::RegistryChains;
 use adtrack_consumer::store::EmbeddedStore;
 use anyhow::{Context, Result};
@@ -257,11 +259,25 @@ async fn stream_sink(config: &ServeConfig) -> Result<(Arc<dyn StreamSink>, Optio
             None,
         ));
     }
-    let path = config.data_dir.join("stream.redb");
+    let path = config.data_dir.join(STREAM_LOG);
     let log = EmbeddedLog::open(&path)
         .with_context(|| format!("cannot open the embedded stream log {}", path.display()))?;
+    let legacy = config.data_dir.join(LEGACY_STREAM_LOG);
+    if legacy.exists() {
+        let imported = log
+            .import_redb_log(&legacy, DEFAULT_READER)
+            .with_context(|| {
+                format!("cannot import the earlier stream log {}", legacy.display())
+            })?;
+        tracing::info!(imported, from = %legacy.display(), "records the consumer had not handled moved into the segment log");
+    }
     Ok((Arc::new(EmbeddedSink::new(log.clone())), Some(log)))
 }
+
+/// The embedded stream log's directory under the data dir.
+const STREAM_LOG: &str = "stream-log";
+/// Where hosts before the segment log kept it (a redb file), imported once at start.
+const LEGACY_STREAM_LOG: &str = "stream.redb";
 
 /// Most records per batch of the in-process consumer: each batch costs two commits (the
 /// events, then the checkpoint), so under load larger batches leave more CPU for requests.

@@ -175,7 +175,7 @@ fn stream_record(record: LogRecord) -> StreamRecord {
     }
 }
 
-/// Runs a log operation on a blocking thread (redb commits fsync).
+/// Runs a log operation on a blocking thread (appends and checkpoints fsync).
 async fn blocking<T: Send + 'static>(
     log: &EmbeddedLog,
     operation: impl FnOnce(&EmbeddedLog) -> Result<T, LogError> + Send + 'static,

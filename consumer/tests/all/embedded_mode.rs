@@ -44,7 +44,7 @@ async fn wait_for_checkpoint(log: &EmbeddedLog, sequence: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appended_events_reach_the_embedded_store_and_a_restart_resumes_after_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let log = EmbeddedLog::open(&dir.path().join("stream.redb")).unwrap();
+    let log = EmbeddedLog::open(&dir.path().join("stream-log")).unwrap();
     let store = EmbeddedStore::open(&dir.path().join("events.redb")).unwrap();
     let dead_letter_file = dir.path().join("dead-letters.jsonl");
     let core_data = InProcessCoreData::new();
@@ -133,7 +133,7 @@ async fn appended_events_reach_the_embedded_store_and_a_restart_resumes_after_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_record_is_dead_lettered_and_the_log_moves_on() {
     let dir = tempfile::tempdir().unwrap();
-    let log = EmbeddedLog::open(&dir.path().join("stream.redb")).unwrap();
+    let log = EmbeddedLog::open(&dir.path().join("stream-log")).unwrap();
     let store = EmbeddedStore::open(&dir.path().join("events.redb")).unwrap();
     let dead_letter_file = dir.path().join("dead-letters.jsonl");
     // The half-trap plugin traps on events whose id ends in an even digit.

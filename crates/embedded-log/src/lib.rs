@@ -1,36 +1,75 @@
-//! The durable local event stream of the embedded mode: an append-only log of
-//! stream records in a `redb` file, with named reader checkpoints.
+//! The durable local event stream of the embedded mode: an append-only log of stream
+//! records in segment files, with named reader checkpoints.
 //!
 //! The host appends the records it would put on Kinesis; the in-process consumer reads
 //! them after its checkpoint and moves the checkpoint once a batch is handled, so a
-//! restart resumes where it stopped. Every append and every checkpoint is one committed
-//! (fsynced) write transaction: what `append` returned survives a crash.
+//! restart resumes where it stopped. An append is one write at the end of the current
+//! segment and one `fdatasync`, and a checkpoint one small file replaced whole: what
+//! `append` or `set_checkpoint` returned survives a crash. An append a crash cut short
+//! is cut off the segment when the log is next opened.
 //!
-//! Retention: [`EmbeddedLog::trim_consumed`] removes records every reader has handled,
-//! beyond the most recent ones kept for replay; records a reader has not handled are
-//! never removed. Opening the log compacts the file, returning the space of removed
-//! records to the file system (redb reuses it in between).
+//! The log is a directory: segment files named after their first sequence number, the
+//! `checkpoints` file and a `lock` file that one process at a time holds.
+//!
+//! Retention: [`EmbeddedLog::trim_consumed`] removes whole segments whose records every
+//! reader has handled, beyond the most recent ones kept for replay; records a reader has
+//! not handled are never removed.
 //!
 //! All calls block on disk I/O; async callers run them on a blocking thread
 //! (`tokio::task::spawn_blocking`).
 #![deny(missing_docs)]
 
+mod checkpoints;
+mod legacy;
+mod segment;
+
+use std::collections::VecDeque;
+use std::fs::{File, TryLockError};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use checkpoints::{Checkpoints, sync_dir};
+use segment::Segment;
 
-/// Sequence number → (partition key, record bytes).
-const RECORDS: TableDefinition<u64, (&str, &[u8])> = TableDefinition::new("records");
-/// Reader name → last sequence number the reader has handled.
-const CHECKPOINTS: TableDefinition<&str, u64> = TableDefinition::new("checkpoints");
+/// How a log is laid out on disk.
+#[derive(Clone, Debug)]
+pub struct LogOptions {
+    /// A segment that has reached this many bytes takes no more records: the next append
+    /// starts a new one. Trimming removes whole segments.
+    pub segment_bytes: u64,
+}
 
-/// A durable, append-only log of stream records; cheap to clone (the database is
-/// shared behind an `Arc`), and safe to use from several threads.
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 16 << 20,
+        }
+    }
+}
+
+/// A durable, append-only log of stream records; cheap to clone (clones share one
+/// open log), and safe to use from several threads.
 #[derive(Clone)]
 pub struct EmbeddedLog {
-    db: Arc<Database>,
-    path: Arc<PathBuf>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    options: LogOptions,
+    state: Mutex<State>,
+    /// Apart from the segments, so a checkpoint being written never holds up an append.
+    checkpoints: Mutex<Checkpoints>,
+    /// Held (locked) while the log is open.
+    _lock: File,
+}
+
+struct State {
+    /// Oldest first; never empty: the last one takes appends.
+    segments: VecDeque<Segment>,
+    /// The frames of the append in progress (its capacity is reused).
+    frames: Vec<u8>,
 }
 
 /// One record of the log.
@@ -44,154 +83,213 @@ pub struct LogRecord {
     pub data: Vec<u8>,
 }
 
-/// The log file could not be opened, read or written.
+/// The log could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    /// The file could not be created or opened as a log.
+    /// The directory could not be created or opened as a log.
     #[error("cannot open the event log {path}: {source}")]
     Open {
-        /// The file at fault.
+        /// The directory at fault.
         path: PathBuf,
         /// The underlying error, kept as the source.
-        source: redb::DatabaseError,
+        source: io::Error,
     },
-    /// A read or write transaction on the log failed.
+    /// Another process has the log open.
+    #[error("the event log {path} is open in another process (a running host holds it)")]
+    Locked {
+        /// The log directory.
+        path: PathBuf,
+    },
+    /// A read or write on the log failed.
     #[error("event log {path}: {source}")]
-    Store {
-        /// The file at fault.
+    Io {
+        /// The log directory.
         path: PathBuf,
         /// The underlying error, kept as the source.
-        source: Box<redb::Error>,
+        source: io::Error,
     },
 }
 
+/// The largest frame buffer kept between appends.
+const KEPT_FRAME_BYTES: usize = 4 << 20;
+
 impl EmbeddedLog {
-    /// Opens the log at `path`, creating the file (and its tables) if it does not exist.
+    /// Opens the log in directory `path` with default [`LogOptions`], creating it if it
+    /// does not exist.
     pub fn open(path: &Path) -> Result<Self, LogError> {
-        let mut db = Database::create(path).map_err(|source| LogError::Open {
+        Self::open_with(path, LogOptions::default())
+    }
+
+    /// Opens the log in directory `path`, creating it if it does not exist; the last
+    /// segment loses an append a crash cut short.
+    pub fn open_with(path: &Path, options: LogOptions) -> Result<Self, LogError> {
+        let open_error = |source: io::Error| LogError::Open {
             path: path.to_owned(),
             source,
-        })?;
-        db.compact().map_err(|source| LogError::Store {
-            path: path.to_owned(),
-            source: Box::new(source.into()),
-        })?;
-        let log = Self {
-            db: Arc::new(db),
-            path: Arc::new(path.to_owned()),
         };
-        log.write(|txn| {
-            txn.open_table(RECORDS)?;
-            txn.open_table(CHECKPOINTS)?;
-            Ok(())
-        })?;
-        Ok(log)
+        if path.exists() && !path.is_dir() {
+            return Err(open_error(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a log directory",
+            )));
+        }
+        std::fs::create_dir_all(path).map_err(open_error)?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path.join("lock"))
+            .map_err(open_error)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(LogError::Locked {
+                    path: path.to_owned(),
+                });
+            }
+            Err(TryLockError::Error(error)) => return Err(open_error(error)),
+        }
+        let segments = open_segments(path).map_err(open_error)?;
+        let checkpoints = Checkpoints::load(path).map_err(open_error)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                dir: path.to_owned(),
+                options,
+                state: Mutex::new(State {
+                    segments,
+                    frames: Vec::new(),
+                }),
+                checkpoints: Mutex::new(checkpoints),
+                _lock: lock,
+            }),
+        })
     }
 
-    /// The file the log lives in.
+    /// The directory the log lives in.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.dir
     }
 
-    /// Appends `records` (partition key, bytes) in one committed transaction and
-    /// returns their sequence numbers, in order.
+    /// Appends `records` (partition key, bytes) in one write, on disk when it returns,
+    /// and returns their sequence numbers, in order.
     pub fn append(&self, records: &[(String, Vec<u8>)]) -> Result<Vec<u64>, LogError> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        self.write(|txn| {
-            let mut table = txn.open_table(RECORDS)?;
-            let last = match table.last()? {
-                Some((sequence, _)) => sequence.value(),
-                None => 0,
-            };
-            let mut sequences = Vec::with_capacity(records.len());
-            for (offset, (key, data)) in (1..).zip(records) {
-                let sequence = last + offset;
-                table.insert(sequence, (key.as_str(), data.as_slice()))?;
-                sequences.push(sequence);
-            }
-            Ok(sequences)
-        })
+        let mut state = self.state();
+        let State {
+            segments, frames, ..
+        } = &mut *state;
+        let segment_bytes = self.inner.options.segment_bytes;
+        if segments
+            .back()
+            .is_some_and(|last| last.len > 0 && last.len >= segment_bytes)
+        {
+            let first = segments.back().map_or(1, Segment::next_sequence);
+            let segment = Segment::create(&self.inner.dir, first)
+                .and_then(|segment| sync_dir(&self.inner.dir).map(|()| segment))
+                .map_err(|error| self.io_error(error))?;
+            segments.push_back(segment);
+        }
+        let Some(last) = segments.back_mut() else {
+            unreachable!("a log always has a segment to append to");
+        };
+        let first = last.next_sequence();
+        frames.clear();
+        let lens: Vec<usize> = (first..)
+            .zip(records)
+            .map(|(sequence, (key, data))| segment::encode(sequence, key, data, frames))
+            .collect();
+        let appended = last.append(frames, &lens);
+        if frames.capacity() > KEPT_FRAME_BYTES {
+            *frames = Vec::new();
+        }
+        appended.map_err(|error| self.io_error(error))?;
+        Ok((first..first + records.len() as u64).collect())
     }
 
-    /// Up to `limit` records after sequence `after` (from the start when `None`), in order.
+    /// Up to `limit` records after sequence `after` (from the start when `None`), in
+    /// order; records trimmed away are skipped.
     pub fn read_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<LogRecord>, LogError> {
-        let first = match after {
+        let mut from = match after {
             Some(sequence) => match sequence.checked_add(1) {
                 Some(next) => next,
                 None => return Ok(Vec::new()),
             },
             None => 0,
         };
-        self.read(|txn| {
-            let table = txn.open_table(RECORDS)?;
-            let mut records = Vec::new();
-            for entry in table.range(first..)?.take(limit) {
-                let (sequence, value) = entry?;
-                let (key, data) = value.value();
-                records.push(LogRecord {
-                    sequence: sequence.value(),
-                    key: key.to_owned(),
-                    data: data.to_vec(),
-                });
+        let state = self.state();
+        let mut records = Vec::new();
+        for segment in &state.segments {
+            if records.len() >= limit {
+                break;
             }
-            Ok(records)
-        })
+            if from >= segment.next_sequence() {
+                continue;
+            }
+            from = from.max(segment.first);
+            let page = segment
+                .read_from(from, limit - records.len())
+                .map_err(|error| self.io_error(error))?;
+            from += page.len() as u64;
+            records.extend(page);
+        }
+        Ok(records)
     }
 
     /// The last sequence number `reader` has handled, or `None` if it has not started.
     pub fn checkpoint(&self, reader: &str) -> Result<Option<u64>, LogError> {
-        self.read(|txn| {
-            let table = txn.open_table(CHECKPOINTS)?;
-            Ok(table.get(reader)?.map(|sequence| sequence.value()))
-        })
+        Ok(self.checkpoints().get(reader))
     }
 
     /// Records that `reader` has handled every record up to and including `sequence`.
     pub fn set_checkpoint(&self, reader: &str, sequence: u64) -> Result<(), LogError> {
-        self.write(|txn| {
-            txn.open_table(CHECKPOINTS)?.insert(reader, sequence)?;
-            Ok(())
-        })
+        self.checkpoints()
+            .set(reader, sequence)
+            .map_err(|error| self.io_error(error))
     }
 
-    /// Removes the records that every reader has handled, except the `keep` most recent
-    /// of them (kept for replay) and the log's last record (which carries its sequence
-    /// numbering); returns how many were removed. Without readers nothing is removed.
+    /// Removes the segments whose records every reader has handled, except those holding
+    /// the `keep` most recent handled records (kept for replay) and the last segment
+    /// (which takes appends); returns how many records were removed. Without readers
+    /// nothing is removed.
     pub fn trim_consumed(&self, keep: u64) -> Result<u64, LogError> {
-        self.write(|txn| {
-            let handled = {
-                let checkpoints = txn.open_table(CHECKPOINTS)?;
-                let mut lowest: Option<u64> = None;
-                for entry in checkpoints.iter()? {
-                    let sequence = entry?.1.value();
-                    lowest = Some(lowest.map_or(sequence, |low| low.min(sequence)));
-                }
-                lowest
+        let Some(handled) = self.checkpoints().lowest() else {
+            return Ok(0);
+        };
+        let mut state = self.state();
+        let Some(up_to) = handled.checked_sub(keep) else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        while state.segments.len() > 1
+            && state
+                .segments
+                .front()
+                .is_some_and(|oldest| oldest.next_sequence() <= up_to.saturating_add(1))
+        {
+            let Some(oldest) = state.segments.pop_front() else {
+                break;
             };
-            let mut records = txn.open_table(RECORDS)?;
-            let Some(last) = records.last()?.map(|(sequence, _)| sequence.value()) else {
-                return Ok(0);
-            };
-            let Some(up_to) = handled
-                .map(|handled| handled.min(last - 1))
-                .and_then(|handled| handled.checked_sub(keep))
-            else {
-                return Ok(0);
-            };
-            let mut removed = 0;
-            for entry in records.extract_from_if(..=up_to, |_, _| true)? {
-                entry?;
-                removed += 1;
-            }
-            Ok(removed)
-        })
+            removed += oldest.offsets.len() as u64;
+            let path = oldest.path.clone();
+            drop(oldest);
+            std::fs::remove_file(&path).map_err(|error| self.io_error(error))?;
+        }
+        if removed > 0 {
+            sync_dir(&self.inner.dir).map_err(|error| self.io_error(error))?;
+        }
+        Ok(removed)
     }
 
     /// How many records the log holds.
     pub fn len(&self) -> Result<u64, LogError> {
-        self.read(|txn| Ok(txn.open_table(RECORDS)?.len()?))
+        Ok(self
+            .state()
+            .segments
+            .iter()
+            .map(|segment| segment.offsets.len() as u64)
+            .sum())
     }
 
     /// Whether the log holds no records.
@@ -199,39 +297,68 @@ impl EmbeddedLog {
         Ok(self.len()? == 0)
     }
 
-    fn write<T>(
-        &self,
-        body: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
-    ) -> Result<T, LogError> {
-        let run = || -> Result<T, redb::Error> {
-            let txn = self.db.begin_write()?;
-            let value = body(&txn)?;
-            txn.commit()?;
-            Ok(value)
-        };
-        run().map_err(|source| self.store_error(source))
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn read<T>(
-        &self,
-        body: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
-    ) -> Result<T, LogError> {
-        let run = || -> Result<T, redb::Error> { body(&self.db.begin_read()?) };
-        run().map_err(|source| self.store_error(source))
+    fn checkpoints(&self) -> MutexGuard<'_, Checkpoints> {
+        self.inner
+            .checkpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn store_error(&self, source: redb::Error) -> LogError {
-        LogError::Store {
-            path: self.path.as_ref().clone(),
-            source: Box::new(source),
+    fn io_error(&self, source: io::Error) -> LogError {
+        LogError::Io {
+            path: self.inner.dir.clone(),
+            source,
         }
     }
+}
+
+/// The segments in `dir`, oldest first, indexed; an empty log gets its first segment.
+/// Only the last segment may end in an append a crash cut short (it is cut off); any
+/// other damage, or a gap between segments, is an error.
+fn open_segments(dir: &Path) -> io::Result<VecDeque<Segment>> {
+    let mut found: Vec<(u64, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if let Some(first) = name.to_str().and_then(Segment::first_of) {
+            found.push((first, entry.path()));
+        }
+    }
+    found.sort();
+    let count = found.len();
+    let mut segments = VecDeque::with_capacity(count.max(1));
+    for (index, (first, path)) in found.into_iter().enumerate() {
+        if let Some(previous) = segments.back().map(Segment::next_sequence)
+            && previous != first
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: starts at record {first}, the segment before ends before {previous}",
+                    path.display()
+                ),
+            ));
+        }
+        segments.push_back(Segment::open(path, first, index + 1 == count)?);
+    }
+    if segments.is_empty() {
+        segments.push_back(Segment::create(dir, 1)?);
+        sync_dir(dir)?;
+    }
+    Ok(segments)
 }
 
 impl std::fmt::Debug for EmbeddedLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmbeddedLog")
-            .field("path", &self.path)
+            .field("path", &self.inner.dir)
             .finish_non_exhaustive()
     }
 }
@@ -246,10 +373,33 @@ mod tests {
             .collect()
     }
 
+    fn sequences(log: &EmbeddedLog) -> Vec<u64> {
+        log.read_after(None, usize::MAX)
+            .unwrap()
+            .iter()
+            .map(|record| record.sequence)
+            .collect()
+    }
+
+    /// A log whose every append starts a new segment.
+    fn one_append_per_segment(path: &Path) -> EmbeddedLog {
+        EmbeddedLog::open_with(path, LogOptions { segment_bytes: 1 }).unwrap()
+    }
+
+    fn segment_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|entry| {
+                let name = entry.as_ref().unwrap().file_name();
+                Segment::first_of(name.to_str().unwrap()).is_some()
+            })
+            .count()
+    }
+
     #[test]
     fn appends_get_increasing_sequence_numbers_and_read_back_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let log = EmbeddedLog::open(&dir.path().join("events.redb")).unwrap();
+        let log = EmbeddedLog::open(&dir.path().join("log")).unwrap();
         assert!(log.is_empty().unwrap());
         assert_eq!(log.append(&records(&["a", "b"])).unwrap(), vec![1, 2]);
         assert_eq!(log.append(&records(&["c"])).unwrap(), vec![3]);
@@ -270,9 +420,9 @@ mod tests {
     }
 
     #[test]
-    fn records_and_checkpoints_survive_reopening_the_file() {
+    fn records_and_checkpoints_survive_reopening_the_log() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.redb");
+        let path = dir.path().join("log");
         {
             let log = EmbeddedLog::open(&path).unwrap();
             log.append(&records(&["a", "b", "c"])).unwrap();
@@ -287,7 +437,7 @@ mod tests {
     #[test]
     fn a_reader_resumes_after_its_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
-        let log = EmbeddedLog::open(&dir.path().join("events.redb")).unwrap();
+        let log = EmbeddedLog::open(&dir.path().join("log")).unwrap();
         log.append(&records(&["a", "b", "c", "d"])).unwrap();
         assert_eq!(log.checkpoint("consumer").unwrap(), None);
 
@@ -307,7 +457,7 @@ mod tests {
     #[test]
     fn clones_share_one_log_across_threads() {
         let dir = tempfile::tempdir().unwrap();
-        let log = EmbeddedLog::open(&dir.path().join("events.redb")).unwrap();
+        let log = EmbeddedLog::open(&dir.path().join("log")).unwrap();
         let writers: Vec<_> = (0..4)
             .map(|thread| {
                 let log = log.clone();
@@ -321,57 +471,112 @@ mod tests {
         for writer in writers {
             writer.join().unwrap();
         }
-        let all = log.read_after(None, 100).unwrap();
-        assert_eq!(all.len(), 20);
-        let sequences: Vec<_> = all.iter().map(|record| record.sequence).collect();
-        assert_eq!(sequences, (1..=20).collect::<Vec<_>>());
+        assert_eq!(sequences(&log), (1..=20).collect::<Vec<_>>());
     }
 
     #[test]
-    fn trimming_keeps_unhandled_records_the_most_recent_handled_ones_and_the_numbering() {
+    fn reads_run_across_segments() {
         let dir = tempfile::tempdir().unwrap();
-        let log = EmbeddedLog::open(&dir.path().join("log.redb")).unwrap();
-        log.append(&records(&["a", "b", "c", "d", "e", "f"]))
-            .unwrap();
-        assert_eq!(log.trim_consumed(0).unwrap(), 0, "no reader yet");
-        log.set_checkpoint("fast", 6).unwrap();
-        log.set_checkpoint("slow", 4).unwrap();
-        assert_eq!(log.trim_consumed(1).unwrap(), 3);
-        let left: Vec<u64> = log
-            .read_after(None, 10)
+        let log = one_append_per_segment(&dir.path().join("log"));
+        for key in ["a", "b", "c", "d"] {
+            log.append(&records(&[key, key])).unwrap();
+        }
+        assert_eq!(segment_files(log.path()), 4);
+        let page: Vec<u64> = log
+            .read_after(Some(3), 4)
             .unwrap()
             .iter()
             .map(|record| record.sequence)
             .collect();
-        assert_eq!(left, [4, 5, 6]);
-        log.set_checkpoint("slow", 6).unwrap();
-        assert_eq!(log.trim_consumed(0).unwrap(), 2);
-        assert_eq!(log.append(&records(&["g"])).unwrap(), [7]);
+        assert_eq!(page, [4, 5, 6, 7]);
+        drop(log);
+        let log = one_append_per_segment(&dir.path().join("log"));
+        assert_eq!(sequences(&log), (1..=8).collect::<Vec<_>>());
     }
 
     #[test]
-    fn reopening_compacts_a_trimmed_log() {
+    fn trimming_removes_whole_handled_segments_beyond_those_kept_and_keeps_the_numbering() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log.redb");
-        let log = EmbeddedLog::open(&path).unwrap();
-        let big: Vec<(String, Vec<u8>)> = (0..200)
-            .map(|i| (format!("k{i}"), vec![7u8; 16 * 1024]))
-            .collect();
-        log.append(&big).unwrap();
-        log.set_checkpoint("consumer", 200).unwrap();
-        log.trim_consumed(0).unwrap();
-        let before = std::fs::metadata(&path).unwrap().len();
+        let log = one_append_per_segment(&dir.path().join("log"));
+        for key in ["a", "b", "c", "d", "e", "f"] {
+            log.append(&records(&[key])).unwrap();
+        }
+        assert_eq!(log.trim_consumed(0).unwrap(), 0, "no reader yet");
+        log.set_checkpoint("fast", 6).unwrap();
+        log.set_checkpoint("slow", 4).unwrap();
+        assert_eq!(log.trim_consumed(1).unwrap(), 3);
+        assert_eq!(sequences(&log), [4, 5, 6]);
+        assert_eq!(segment_files(log.path()), 3, "their files are gone");
+        log.set_checkpoint("slow", 6).unwrap();
+        assert_eq!(
+            log.trim_consumed(0).unwrap(),
+            2,
+            "the last segment takes appends and stays"
+        );
+        assert_eq!(log.append(&records(&["g"])).unwrap(), [7]);
         drop(log);
-        EmbeddedLog::open(&path).unwrap();
-        let after = std::fs::metadata(&path).unwrap().len();
-        assert!(after < before / 2, "{before} -> {after} bytes");
+        let log = one_append_per_segment(&dir.path().join("log"));
+        assert_eq!(sequences(&log), [6, 7]);
+        assert_eq!(log.append(&records(&["h"])).unwrap(), [8]);
+    }
+
+    #[test]
+    fn an_append_a_crash_cut_short_is_cut_off_on_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let log = EmbeddedLog::open(&path).unwrap();
+        log.append(&records(&["a", "b"])).unwrap();
+        drop(log);
+        let segment = path.join(Segment::file_name(1));
+        let intact = std::fs::metadata(&segment).unwrap().len();
+        let mut torn = Vec::new();
+        segment::encode(3, "c", b"data-c", &mut torn);
+        torn.truncate(torn.len() - 2);
+        let mut bytes = std::fs::read(&segment).unwrap();
+        bytes.extend_from_slice(&torn);
+        std::fs::write(&segment, bytes).unwrap();
+
+        let log = EmbeddedLog::open(&path).unwrap();
+        assert_eq!(sequences(&log), [1, 2]);
+        assert_eq!(std::fs::metadata(&segment).unwrap().len(), intact);
+        assert_eq!(log.append(&records(&["c"])).unwrap(), [3]);
+        assert_eq!(log.read_after(Some(2), 1).unwrap()[0].data, b"data-c");
+    }
+
+    #[test]
+    fn damage_before_the_last_segment_is_an_open_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let log = one_append_per_segment(&path);
+        log.append(&records(&["a"])).unwrap();
+        log.append(&records(&["b"])).unwrap();
+        drop(log);
+        let first = path.join(Segment::file_name(1));
+        let mut bytes = std::fs::read(&first).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&first, bytes).unwrap();
+        let error = EmbeddedLog::open(&path).unwrap_err();
+        assert!(matches!(error, LogError::Open { .. }), "{error}");
+        assert!(error.to_string().contains("damaged"), "{error}");
+    }
+
+    #[test]
+    fn one_process_at_a_time_opens_a_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let log = EmbeddedLog::open(&path).unwrap();
+        let error = EmbeddedLog::open(&path).unwrap_err();
+        assert!(matches!(error, LogError::Locked { .. }), "{error}");
+        drop(log);
+        EmbeddedLog::open(&path).expect("free again once closed");
     }
 
     #[test]
     fn a_file_that_is_not_a_log_is_an_open_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("garbage.redb");
-        std::fs::write(&path, b"this is not a redb file at all").unwrap();
+        std::fs::write(&path, b"this is not a log at all").unwrap();
         let error = EmbeddedLog::open(&path).unwrap_err();
         assert!(matches!(error, LogError::Open { .. }), "{error}");
     }

@@ -114,7 +114,7 @@ impl Host {
 
     /// Where the embedded stream log lives.
     pub fn stream_log(&self) -> PathBuf {
-        self.data_dir.path().join("stream.redb")
+        self.data_dir.path().join("stream-log")
     }
 }
 

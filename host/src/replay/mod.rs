@@ -60,9 +60,9 @@ pub struct ReplayArgs {
     /// Config for both components with `--active` (repeatable).
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     config: Vec<(String, String)>,
-    /// Replay the records of this embedded stream log (`DATA_DIR/stream.redb`, with the
+    /// Replay the records of this embedded stream log (`DATA_DIR/stream-log`, with the
     /// host stopped).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "DIR")]
     log: Option<PathBuf>,
     /// First sequence number of the log range.
     #[arg(long, default_value_t = 1, requires = "log")]

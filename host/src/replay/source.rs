@@ -22,7 +22,7 @@ const LOG_PAGE: usize = 1_000;
 pub enum Source {
     /// The embedded log's records with sequence numbers `from..=to`.
     Log {
-        /// The log file (`DATA_DIR/stream.redb`).
+        /// The log directory (`DATA_DIR/stream-log`).
         path: PathBuf,
         /// First sequence number.
         from: u64,
@@ -105,12 +105,8 @@ fn load_log(path: &Path, from: u64, to: u64) -> Result<Loaded> {
     if !path.exists() {
         bail!("no embedded log at {}", path.display());
     }
-    let log = EmbeddedLog::open(path).with_context(|| {
-        format!(
-            "cannot open {} (a running host holds it: stop the host, or copy the file)",
-            path.display()
-        )
-    })?;
+    let log = EmbeddedLog::open(path)
+        .with_context(|| format!("cannot open the stream log {}", path.display()))?;
     let mut loaded = Loaded {
         events: Vec::new(),
         skipped: Vec::new(),
@@ -192,7 +188,7 @@ mod tests {
     #[tokio::test]
     async fn a_log_range_gives_its_events_in_order_and_names_undecodable_records() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("stream.redb");
+        let path = dir.path().join("stream-log");
         let log = EmbeddedLog::open(&path).unwrap();
         log.append(&[
             ("a".into(), record("a")),

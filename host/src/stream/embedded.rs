@@ -1,4 +1,4 @@
-//! The embedded durable log (a redb file) standing in for Kinesis on one machine.
+//! The embedded durable log (segment files) standing in for Kinesis on one machine.
 
 use async_trait::async_trait;
 use embedded_log::EmbeddedLog;
@@ -6,7 +6,7 @@ use retry_policy::ErrorKind;
 
 use super::{SinkError, StreamEntry, StreamSink};
 
-/// Appends batches to the embedded log; a batch is one committed transaction.
+/// Appends batches to the embedded log; a batch is one write, on disk when it returns.
 pub struct EmbeddedSink {
     log: EmbeddedLog,
 }

@@ -1,9 +1,13 @@
 //! One live plugin instance and guarded calls into it.
 
+use std::future::poll_fn;
+use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::error::Elapsed;
 use wasmtime::component::Func;
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
@@ -185,9 +189,9 @@ impl PluginInstance {
         begin_call(&mut self.store, count.saturating_mul(2), count)?;
         self.calls += 2 * u64::from(count);
         self.in_call = true;
-        let wall_limit = self.store.data().wall_limit();
+        let deadline = self.store.data().wall_deadline();
         let call = handle.call_async(&mut self.store, (&self.batch_input,));
-        let outcome = tokio::time::timeout(wall_limit, call).await;
+        let outcome = settled_by(deadline, call).await;
         self.in_call = false;
         if self.batch_input.capacity() > KEPT_BATCH_INPUT_BYTES {
             self.batch_input = Vec::new();
@@ -221,9 +225,8 @@ impl PluginInstance {
     ) -> Result<Result<(), WitPluginError>, CallFailure> {
         self.begin()?;
         let handler = self.plugin.adtrack_plugin_handler();
-        let wall_limit = self.store.data().wall_limit();
-        let outcome =
-            tokio::time::timeout(wall_limit, handler.call_validate(&mut self.store, event)).await;
+        let deadline = self.store.data().wall_deadline();
+        let outcome = settled_by(deadline, handler.call_validate(&mut self.store, event)).await;
         self.in_call = false;
         settle(&self.store, outcome)
     }
@@ -235,9 +238,8 @@ impl PluginInstance {
     ) -> Result<Result<Vec<Event>, WitPluginError>, CallFailure> {
         self.begin()?;
         let handler = self.plugin.adtrack_plugin_handler();
-        let wall_limit = self.store.data().wall_limit();
-        let outcome =
-            tokio::time::timeout(wall_limit, handler.call_transform(&mut self.store, event)).await;
+        let deadline = self.store.data().wall_deadline();
+        let outcome = settled_by(deadline, handler.call_transform(&mut self.store, event)).await;
         self.in_call = false;
         let output = settle(&self.store, outcome)?;
         let limits = &self.store.data().limits;
@@ -283,11 +285,22 @@ fn begin_call(
     Ok(())
 }
 
+/// Runs `call` until it settles, or gives up at `deadline`. The timer is armed only
+/// when the first poll leaves the call waiting (on a host import or at an epoch
+/// yield): most calls finish at once and never touch the runtime's timer wheel.
+async fn settled_by<F: Future>(deadline: Instant, call: F) -> Result<F::Output, Elapsed> {
+    let mut call = pin!(call);
+    match poll_fn(|context| Poll::Ready(call.as_mut().poll(context))).await {
+        Poll::Ready(output) => Ok(output),
+        Poll::Pending => tokio::time::timeout_at(deadline.into(), call).await,
+    }
+}
+
 /// The result of a guest call that ran under [`begin_call`]'s limits, with any
 /// failure explained as a [`CallFailure`].
 fn settle<R>(
     store: &Store<SandboxState>,
-    outcome: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
+    outcome: Result<wasmtime::Result<R>, Elapsed>,
 ) -> Result<R, CallFailure> {
     let state = store.data();
     match outcome {

@@ -113,6 +113,11 @@ impl SandboxState {
         self.call_timeout() + self.epoch_tick * 4
     }
 
+    /// When the current call reaches its [`SandboxState::wall_limit`].
+    pub(crate) fn wall_deadline(&self) -> Instant {
+        self.call_started + self.wall_limit()
+    }
+
     /// What the guest last wrote to stderr (e.g. a panic message) on one line,
     /// without the hint about backtraces that guests cannot act on.
     pub(crate) fn stderr_tail(&self) -> Option<String> {

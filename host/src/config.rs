@@ -189,5 +189,25 @@ mod tests {
             "STREAM_BUFFER_RECORDS"
         );
         assert_eq!(setting(&["--max-body-bytes", "0"]), "MAX_BODY_BYTES");
+        assert_eq!(setting(&["--stream-linger-ms", "1001"]), "STREAM_LINGER_MS");
+    }
+
+    #[test]
+    fn batches_linger_only_when_no_request_waits_for_them() {
+        let linger = |args: &[&str]| parse(args).stream.linger();
+        assert_eq!(linger(&[]), Duration::ZERO, "ACK=stream by default");
+        assert_eq!(
+            linger(&["--ack", "buffer"]),
+            Duration::from_millis(5),
+            "the documented default with ACK=buffer"
+        );
+        assert_eq!(
+            linger(&["--ack", "buffer", "--stream-linger-ms", "0"]),
+            Duration::ZERO
+        );
+        assert_eq!(
+            linger(&["--stream-linger-ms", "20"]),
+            Duration::from_millis(20)
+        );
     }
 }

@@ -75,6 +75,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         ProducerSettings {
             buffer_records: config.stream.stream_buffer_records,
             max_in_flight_batches,
+            linger: config.stream.linger(),
             spill: Some(Arc::new(SpillFile::new(
                 config.data_dir.join("stream-spill.jsonl"),
             ))),

@@ -1,6 +1,8 @@
 //! Settings of the stream stage: Kinesis (unset: the embedded log), durability and the
 //! producer's buffer.
 
+use std::time::Duration;
+
 use clap::ValueEnum;
 use settings::{InvalidSetting, ensure};
 
@@ -21,6 +23,12 @@ pub struct StreamConfig {
     /// Records the stream buffer holds before requests get 503 + Retry-After.
     #[arg(long, env = "STREAM_BUFFER_RECORDS", default_value_t = 10_000)]
     pub stream_buffer_records: usize,
+    /// How long a batch for the stream waits for more records before it is put, in
+    /// milliseconds (at most 1000). Unset: 0 with `ACK=stream` (requests wait for their
+    /// batch) and 5 with `ACK=buffer` (no request waits for it, and fewer, larger puts
+    /// cost less: one `fdatasync` or one `PutRecords` call each).
+    #[arg(long, env = "STREAM_LINGER_MS")]
+    pub stream_linger_ms: Option<u64>,
     /// Embedded mode: records the in-process consumer has handled that the log keeps
     /// for replay; older handled records are removed (unhandled ones never are).
     #[arg(long, env = "EMBEDDED_LOG_KEEP_RECORDS", default_value_t = 100_000)]
@@ -36,8 +44,25 @@ pub enum Ack {
     Buffer,
 }
 
+/// The default [`StreamConfig::stream_linger_ms`] with `ACK=buffer`.
+const BUFFERED_LINGER_MS: u64 = 5;
+
+/// The longest [`StreamConfig::stream_linger_ms`] accepted.
+const MAX_LINGER_MS: u64 = 1_000;
+
 impl StreamConfig {
-    /// Checks what clap cannot: a named stream and a buffer that holds something.
+    /// How long a batch waits for more records: [`StreamConfig::stream_linger_ms`], or
+    /// its default for the acknowledgement mode.
+    pub fn linger(&self) -> Duration {
+        let default = match self.ack {
+            Ack::Stream => 0,
+            Ack::Buffer => BUFFERED_LINGER_MS,
+        };
+        Duration::from_millis(self.stream_linger_ms.unwrap_or(default))
+    }
+
+    /// Checks what clap cannot: a named stream, a linger of at most a second and a buffer
+    /// that holds something.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         if let Some(name) = &self.kinesis_stream_name {
             ensure(
@@ -46,6 +71,12 @@ impl StreamConfig {
                 "must name a stream",
             )?;
         }
+        ensure(
+            self.stream_linger_ms
+                .is_none_or(|linger| linger <= MAX_LINGER_MS),
+            "STREAM_LINGER_MS",
+            "must be at most 1000 (a second)",
+        )?;
         ensure(
             self.stream_buffer_records > 0,
             "STREAM_BUFFER_RECORDS",

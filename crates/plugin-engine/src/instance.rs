@@ -288,7 +288,10 @@ fn begin_call(
 /// Runs `call` until it settles, or gives up at `deadline`. The timer is armed only
 /// when the first poll leaves the call waiting (on a host import or at an epoch
 /// yield): most calls finish at once and never touch the runtime's timer wheel.
+/// Each call still counts against the task's cooperative budget, as a timeout would:
+/// a loop of calls that all finish at once yields to the other tasks now and then.
 async fn settled_by<F: Future>(deadline: Instant, call: F) -> Result<F::Output, Elapsed> {
+    tokio::task::consume_budget().await;
     let mut call = pin!(call);
     match poll_fn(|context| Poll::Ready(call.as_mut().poll(context))).await {
         Poll::Ready(output) => Ok(output),

@@ -65,13 +65,11 @@ impl<'a> Iterator for Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn read(&mut self) -> Result<(u32, Value<'a>), Malformed> {
-        let (tag, wire_type) = decode_key(&mut self.rest).map_err(Malformed::new)?;
+        let (tag, wire_type) = self.key()?;
         let value = match wire_type {
-            WireType::Varint => {
-                Value::Varint(decode_varint(&mut self.rest).map_err(Malformed::new)?)
-            }
+            WireType::Varint => Value::Varint(self.varint()?),
             WireType::LengthDelimited => {
-                let len = decode_varint(&mut self.rest).map_err(Malformed::new)?;
+                let len = self.varint()?;
                 let len = usize::try_from(len)
                     .ok()
                     .filter(|len| *len <= self.rest.len())
@@ -97,6 +95,32 @@ impl<'a> Fields<'a> {
             }
         };
         Ok((tag, value))
+    }
+
+    /// The next field's tag and wire type. A one-byte key (tags 1 to 15, all the
+    /// contract's) is read here, in line; any other goes through prost, which also
+    /// words the errors.
+    fn key(&mut self) -> Result<(u32, WireType), Malformed> {
+        match self.rest.split_first() {
+            Some((&key, rest)) if (8..0x80).contains(&key) => {
+                let wire_type = WireType::try_from(u64::from(key & 7)).map_err(Malformed::new)?;
+                self.rest = rest;
+                Ok((u32::from(key >> 3), wire_type))
+            }
+            _ => decode_key(&mut self.rest).map_err(Malformed::new),
+        }
+    }
+
+    /// The next varint. A one-byte varint (below 128: most lengths) is read here, in
+    /// line; a longer one goes through prost.
+    fn varint(&mut self) -> Result<u64, Malformed> {
+        match self.rest.split_first() {
+            Some((&byte, rest)) if byte < 0x80 => {
+                self.rest = rest;
+                Ok(u64::from(byte))
+            }
+            _ => decode_varint(&mut self.rest).map_err(Malformed::new),
+        }
     }
 }
 
@@ -153,5 +177,39 @@ mod tests {
         assert!(error.to_string().contains("past the end"), "{error}");
         assert!(walk.next().is_none());
         assert!(fields(&[0xff, 0xff]).next().unwrap().is_err());
+    }
+
+    #[test]
+    fn keys_and_lengths_of_several_bytes_read_like_one_byte_ones() {
+        // Field 16 needs a two-byte key; a 300-byte string a two-byte length.
+        let long = "x".repeat(300);
+        let mut bytes = Vec::new();
+        prost::encoding::string::encode(16, &long, &mut bytes);
+        prost::encoding::uint64::encode(2, &u64::MAX, &mut bytes);
+        prost::encoding::string::encode(1, &"é".to_owned(), &mut bytes);
+        let walked: Vec<_> = fields(&bytes)
+            .collect::<Result<_, _>>()
+            .expect("well formed");
+        assert_eq!(
+            walked,
+            [
+                (16, Value::Bytes(long.as_bytes())),
+                (2, Value::Varint(u64::MAX)),
+                (1, Value::Bytes("é".as_bytes())),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_malformed_key_is_an_error() {
+        for (bytes, expected) in [
+            (&[0x00, 0x01][..], "tag"),       // field 0
+            (&[0x07, 0x01][..], "wire type"), // field 0, wire type 7
+            (&[0x0e, 0x01][..], "wire type"), // field 1, wire type 6
+            (&[0x0b][..], "groups"),          // field 1, a group
+        ] {
+            let error = fields(bytes).next().expect("one item").unwrap_err();
+            assert!(error.to_string().contains(expected), "{bytes:?}: {error}");
+        }
     }
 }

@@ -147,6 +147,8 @@ impl PluginChain {
                     continue; // stopped at an earlier event it became
                 };
                 match result {
+                    // The first output of an input takes the place of its (emptied) list.
+                    Ok(output) if events.is_empty() => *events = output,
                     Ok(output) => events.extend(output),
                     Err(stopped) => progress.state = Err(stopped),
                 }

@@ -73,6 +73,10 @@ pub struct PluginConfig {
     /// Calls a plugin instance serves before it is replaced by a fresh one.
     #[arg(long, env = "PLUGIN_INSTANCE_MAX_CALLS", default_value_t = 10_000)]
     pub instance_max_calls: u64,
+    /// Map plugin code for `perf` in `/tmp/perf-<pid>.map`, to profile plugins in
+    /// place (`true`/`false`).
+    #[arg(long, env = "PLUGIN_PERF_MAP")]
+    pub perf_map: bool,
 }
 
 impl ServeConfig {
@@ -209,5 +213,11 @@ mod tests {
             linger(&["--stream-linger-ms", "20"]),
             Duration::from_millis(20)
         );
+    }
+
+    #[test]
+    fn plugin_code_is_mapped_for_perf_only_when_asked() {
+        assert!(!parse(&[]).plugins.perf_map);
+        assert!(parse(&["--perf-map"]).plugins.perf_map);
     }
 }

@@ -172,6 +172,7 @@ async fn start_releases(
         instance_wait: config.plugins.instance_wait(),
         compile_timeout: config.plugins.compile_timeout(),
         reuse: config.plugins.instance_reuse(),
+        perf_map: config.plugins.perf_map,
         ..serving_engine(&pipeline)
     })?;
     let registry = config.plugins.registry.open(&config.data_dir).await?;

@@ -28,6 +28,10 @@ pub struct EngineConfig {
     pub instance_wait: Duration,
     /// Longest one compilation may take; compilations run one at a time.
     pub compile_timeout: Duration,
+    /// Name every compiled plugin function in `/tmp/perf-<pid>.map`, so that `perf`
+    /// profiles of the process show plugin code by name (Linux; off by default: the
+    /// file grows with every plugin version compiled).
+    pub perf_map: bool,
 }
 
 impl Default for EngineConfig {
@@ -43,6 +47,7 @@ impl Default for EngineConfig {
             max_component_bytes: 64 << 20,
             instance_wait: Duration::from_millis(200),
             compile_timeout: Duration::from_secs(120),
+            perf_map: false,
         }
     }
 }

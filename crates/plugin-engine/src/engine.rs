@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, HasSelf, InstancePre, Linker, Type};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy,
+};
 
 use crate::artifact_cache::{self, ArtifactCache, ArtifactSource};
 use crate::bindings::{Plugin, PluginIndices};
@@ -458,6 +460,10 @@ fn wasmtime_config(config: &EngineConfig) -> Config {
         .memory_init_cow(true)
         .epoch_interruption(true)
         .consume_fuel(config.fuel_metering);
+    if config.perf_map {
+        // Not part of the compiled code: cached artifacts load as they are.
+        wasmtime.profiler(ProfilingStrategy::PerfMap);
+    }
     wasmtime
 }
 

@@ -69,6 +69,11 @@ impl Host {
         panic!("the host did not become ready within 60 s");
     }
 
+    /// The host's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The full URL of `path`.
     pub fn at(&self, path: &str) -> String {
         format!("{}{path}", self.url)

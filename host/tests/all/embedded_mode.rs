@@ -28,6 +28,23 @@ async fn message_ids_are_uuids_in_creation_order() {
 }
 
 #[tokio::test]
+async fn with_plugin_perf_map_set_the_host_maps_its_plugins_code_for_perf() {
+    let mut host = start_host(&[("PLUGIN_PERF_MAP", "true")]).await;
+    assert_eq!(host.get("/cache/fill").await.0, 200);
+    let (status, body) = host.get("/event/212313").await;
+    assert_eq!(status, 200, "{body}");
+    let path = format!("/tmp/perf-{}.map", host.pid());
+    let map = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"));
+    let plugin_functions = map
+        .lines()
+        .filter(|line| line.contains("wasm[0]::function["))
+        .count();
+    assert!(host.terminate().success());
+    std::fs::remove_file(&path).expect("remove the map");
+    assert!(plugin_functions > 0, "{path} maps no plugin code");
+}
+
+#[tokio::test]
 async fn fill_then_track_gives_the_enriched_json_and_the_event_is_in_the_log() {
     let mut host = start_host(&[]).await;
     let (status, filled) = host.get("/cache/fill").await;

@@ -12,5 +12,6 @@ mod contract_versions;
 mod hostile_plugins;
 mod hot_swap;
 mod instance_reuse;
+mod perf_map;
 mod plugin_outcomes;
 mod thread_allocations;

@@ -126,14 +126,15 @@ impl EmbeddedStore {
     }
 
     /// Writes the events not stored yet and counts them per program, in one committed
-    /// transaction (blocking); reports the rest as duplicates.
+    /// transaction (blocking); reports the rest as duplicates. Each program's count is
+    /// read and written once per batch, however many of its events the batch holds.
     fn write_all(&self, events: &[Encoded]) -> Result<WriteReport, EmbeddedStoreError> {
         let run = || -> Result<WriteReport, redb::Error> {
             let mut report = WriteReport::default();
             let txn = self.db.begin_write()?;
             {
                 let mut table = txn.open_table(EVENTS)?;
-                let mut counts = txn.open_table(COUNTS)?;
+                let mut added: BTreeMap<&str, u64> = BTreeMap::new();
                 for event in events {
                     let new = table.get(event.id.as_str())?.is_none();
                     if new {
@@ -142,18 +143,17 @@ impl EmbeddedStore {
                     } else {
                         report.duplicates.push(event.id.clone());
                     }
-                    let Some(program) = &event.program else {
-                        continue;
-                    };
-                    let count = counts
-                        .get(program.as_str())?
-                        .map(|c| c.value())
-                        .unwrap_or(0)
-                        + u64::from(new);
-                    if new {
-                        counts.insert(program.as_str(), count)?;
+                    if let Some(program) = &event.program {
+                        *added.entry(program.as_str()).or_default() += u64::from(new);
                     }
-                    report.counts.insert(program.clone(), count);
+                }
+                let mut counts = txn.open_table(COUNTS)?;
+                for (program, added) in added {
+                    let count = counts.get(program)?.map(|c| c.value()).unwrap_or(0) + added;
+                    if added > 0 {
+                        counts.insert(program, count)?;
+                    }
+                    report.counts.insert(program.to_owned(), count);
                 }
             }
             txn.commit()?;
@@ -281,6 +281,39 @@ mod tests {
             .map(|event| event.event.id)
             .collect();
         assert_eq!(ids, ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_counts_each_program_once_with_repeats_and_redeliveries_not_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("events.redb")).unwrap();
+        let of_program = |id: &str, program: &str| {
+            let mut event = stored(id);
+            event.event.attributes = vec![("programId".into(), program.into())];
+            event
+        };
+        store.put(&[of_program("old", "7")]).await;
+        let report = store
+            .put(&[
+                of_program("a", "7"),
+                of_program("b", "8"),
+                of_program("old", "7"),
+                of_program("c", "7"),
+                of_program("a", "7"),
+                of_program("d", ""),
+            ])
+            .await;
+        assert_eq!(report.stored, ["a", "b", "c", "d"]);
+        assert_eq!(report.duplicates, ["old", "a"]);
+        assert_eq!(
+            report.counts,
+            BTreeMap::from([("7".to_owned(), 3), ("8".to_owned(), 1)])
+        );
+        assert_eq!(store.count("7").unwrap(), 3);
+        assert_eq!(store.count("8").unwrap(), 1);
+        let redelivered = store.put(&[of_program("b", "8")]).await;
+        assert_eq!(redelivered.counts, BTreeMap::from([("8".to_owned(), 1)]));
+        assert_eq!(store.count("8").unwrap(), 1);
     }
 
     #[tokio::test]

@@ -28,9 +28,9 @@ pub struct EngineConfig {
     pub instance_wait: Duration,
     /// Longest one compilation may take; compilations run one at a time.
     pub compile_timeout: Duration,
-    /// Name every compiled plugin function in `/tmp/perf-<pid>.map`, so that `perf`
-    /// profiles of the process show plugin code by name (Linux; off by default: the
-    /// file grows with every plugin version compiled).
+    /// Map every plugin function compiled or loaded in `/tmp/perf-<pid>.map`, so that
+    /// `perf` attributes samples to plugin code (by name when the component keeps its
+    /// name section). Linux; off by default: the file grows with every version loaded.
     pub perf_map: bool,
 }
 

@@ -54,6 +54,18 @@ pub fn plugin_bytes(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
 }
 
+/// Reads and removes `/tmp/perf-<pid>.map`, the perf map wasmtime writes for process
+/// `pid` with `perf_map` on; the number of plugin functions it maps. Each line is
+/// `<start> <size> <name>`; a stripped plugin's functions are named by index.
+pub fn take_perf_map_functions(pid: u32) -> usize {
+    let path = format!("/tmp/perf-{pid}.map");
+    let map = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"));
+    std::fs::remove_file(&path).unwrap_or_else(|error| panic!("remove {path}: {error}"));
+    map.lines()
+        .filter(|line| line.contains("wasm[0]::function["))
+        .count()
+}
+
 /// Writes `body` as `pipeline.toml` into `dir`, with `{plugins}` replaced by the
 /// directory of the built components.
 pub fn write_pipeline(dir: &Path, body: &str) -> PathBuf {

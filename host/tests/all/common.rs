@@ -5,7 +5,8 @@ use std::time::Duration;
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::types::StreamStatus;
 pub use test_support::{
-    ADMIN_TOKEN, Host, free_port, plugin_path, repo_root, service_env, write_pipeline,
+    ADMIN_TOKEN, Host, free_port, plugin_path, repo_root, service_env, take_perf_map_functions,
+    write_pipeline,
 };
 
 /// Starts this crate's `adtrack-host serve` with the repository pipeline and `env`.

@@ -33,15 +33,12 @@ async fn with_plugin_perf_map_set_the_host_maps_its_plugins_code_for_perf() {
     assert_eq!(host.get("/cache/fill").await.0, 200);
     let (status, body) = host.get("/event/212313").await;
     assert_eq!(status, 200, "{body}");
-    let path = format!("/tmp/perf-{}.map", host.pid());
-    let map = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"));
-    let plugin_functions = map
-        .lines()
-        .filter(|line| line.contains("wasm[0]::function["))
-        .count();
+    let plugin_functions = take_perf_map_functions(host.pid());
     assert!(host.terminate().success());
-    std::fs::remove_file(&path).expect("remove the map");
-    assert!(plugin_functions > 0, "{path} maps no plugin code");
+    assert!(
+        plugin_functions > 0,
+        "the host's perf map maps no plugin code"
+    );
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use test_support::{plugin_bytes, repo_root};
+pub use test_support::{plugin_bytes, repo_root, take_perf_map_functions};
 
 use plugin_engine::{
     CoreDataLookup, EngineConfig, Event, PluginChain, PluginEngine, PluginRegistry, PluginSettings,

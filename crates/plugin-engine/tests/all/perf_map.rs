@@ -31,14 +31,6 @@ fn with_the_perf_map_on_a_precompiled_plugin_loads_and_its_code_is_mapped() {
         "the perf map must not change which artifacts load: {:?}",
         loaded.report().origin
     );
-    let path = format!("/tmp/perf-{}.map", std::process::id());
-    let map = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"));
-    // Each line is `<start> <size> <name>`; a stripped plugin's functions are named by
-    // index, one built with its name section by name.
-    let plugin_functions = map
-        .lines()
-        .filter(|line| line.contains("wasm[0]::function["))
-        .count();
-    std::fs::remove_file(&path).expect("remove the map");
-    assert!(plugin_functions > 0, "{path} maps no plugin function");
+    let plugin_functions = take_perf_map_functions(std::process::id());
+    assert!(plugin_functions > 0, "the perf map maps no plugin function");
 }

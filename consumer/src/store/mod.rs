@@ -27,10 +27,10 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
-    /// The event as a stream record (the one conversion used to persist it).
-    pub fn to_record(&self) -> TrackingEvent {
+    /// The event as a stream record without its plugin stamps (the embedded store keeps
+    /// those once per distinct set).
+    pub fn to_record_without_stamps(&self) -> TrackingEvent {
         let mut record = TrackingEvent::from_event(&self.event, &[]);
-        record.processed_by = self.processed_by.clone();
         record.host_release = self.host_release;
         record.consumer_release = self.consumer_release;
         record

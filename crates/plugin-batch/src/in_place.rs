@@ -161,8 +161,14 @@ fn read_attribute(bytes: &[u8]) -> Result<(&str, &str), Malformed> {
 }
 
 /// The text of a string field.
+#[inline]
 fn utf8(bytes: &[u8]) -> Result<&str, Malformed> {
-    std::str::from_utf8(bytes).map_err(|error| Malformed::new(format!("a string field: {error}")))
+    std::str::from_utf8(bytes).map_err(not_utf8)
+}
+
+#[cold]
+fn not_utf8(error: std::str::Utf8Error) -> Malformed {
+    Malformed::new(format!("a string field: {error}"))
 }
 
 fn wrong_wire_type(message: &str, tag: u32) -> Malformed {

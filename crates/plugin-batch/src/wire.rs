@@ -51,6 +51,7 @@ pub struct Fields<'a> {
 impl<'a> Iterator for Fields<'a> {
     type Item = Result<(u32, Value<'a>), Malformed>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.rest.is_empty() {
             return None;
@@ -64,32 +65,23 @@ impl<'a> Iterator for Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
+    #[inline(always)]
     fn read(&mut self) -> Result<(u32, Value<'a>), Malformed> {
         let (tag, wire_type) = self.key()?;
         let value = match wire_type {
             WireType::Varint => Value::Varint(self.varint()?),
             WireType::LengthDelimited => {
                 let len = self.varint()?;
-                let len = usize::try_from(len)
-                    .ok()
-                    .filter(|len| *len <= self.rest.len())
-                    .ok_or_else(|| Malformed::new("a field runs past the end"))?;
-                let (payload, rest) = self.rest.split_at(len);
-                self.rest = rest;
-                Value::Bytes(payload)
+                match usize::try_from(len) {
+                    Ok(len) if len <= self.rest.len() => {
+                        let (payload, rest) = self.rest.split_at(len);
+                        self.rest = rest;
+                        Value::Bytes(payload)
+                    }
+                    _ => return Err(past_the_end()),
+                }
             }
-            WireType::SixtyFourBit | WireType::ThirtyTwoBit => {
-                let width = if wire_type == WireType::SixtyFourBit {
-                    8
-                } else {
-                    4
-                };
-                self.rest = self
-                    .rest
-                    .get(width..)
-                    .ok_or_else(|| Malformed::new("a field runs past the end"))?;
-                Value::Fixed
-            }
+            WireType::SixtyFourBit | WireType::ThirtyTwoBit => self.skip_fixed(wire_type)?,
             WireType::StartGroup | WireType::EndGroup => {
                 return Err(Malformed::new("groups are not part of the schema"));
             }
@@ -97,31 +89,68 @@ impl<'a> Fields<'a> {
         Ok((tag, value))
     }
 
-    /// The next field's tag and wire type. A one-byte key (tags 1 to 15, all the
-    /// contract's) is read here, in line; any other goes through prost, which also
-    /// words the errors.
+    /// The next field's tag and wire type. A one-byte key of a varint or
+    /// length-delimited field (tags 1 to 15: every field of the contract) is read here,
+    /// in line; any other goes through prost, which also words the errors.
+    #[inline]
     fn key(&mut self) -> Result<(u32, WireType), Malformed> {
-        match self.rest.split_first() {
-            Some((&key, rest)) if (8..0x80).contains(&key) => {
-                let wire_type = WireType::try_from(u64::from(key & 7)).map_err(Malformed::new)?;
+        if let Some((&key, rest)) = self.rest.split_first()
+            && (8..0x80).contains(&key)
+        {
+            let wire_type = match key & 7 {
+                0 => Some(WireType::Varint),
+                2 => Some(WireType::LengthDelimited),
+                _ => None,
+            };
+            if let Some(wire_type) = wire_type {
                 self.rest = rest;
-                Ok((u32::from(key >> 3), wire_type))
+                return Ok((u32::from(key >> 3), wire_type));
             }
-            _ => decode_key(&mut self.rest).map_err(Malformed::new),
         }
+        self.other_key()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn other_key(&mut self) -> Result<(u32, WireType), Malformed> {
+        decode_key(&mut self.rest).map_err(Malformed::new)
     }
 
     /// The next varint. A one-byte varint (below 128: most lengths) is read here, in
     /// line; a longer one goes through prost.
+    #[inline]
     fn varint(&mut self) -> Result<u64, Malformed> {
-        match self.rest.split_first() {
-            Some((&byte, rest)) if byte < 0x80 => {
-                self.rest = rest;
-                Ok(u64::from(byte))
-            }
-            _ => decode_varint(&mut self.rest).map_err(Malformed::new),
+        if let Some((&byte, rest)) = self.rest.split_first()
+            && byte < 0x80
+        {
+            self.rest = rest;
+            return Ok(u64::from(byte));
         }
+        self.long_varint()
     }
+
+    #[cold]
+    #[inline(never)]
+    fn long_varint(&mut self) -> Result<u64, Malformed> {
+        decode_varint(&mut self.rest).map_err(Malformed::new)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn skip_fixed(&mut self, wire_type: WireType) -> Result<Value<'a>, Malformed> {
+        let width = if wire_type == WireType::SixtyFourBit {
+            8
+        } else {
+            4
+        };
+        self.rest = self.rest.get(width..).ok_or_else(past_the_end)?;
+        Ok(Value::Fixed)
+    }
+}
+
+#[cold]
+fn past_the_end() -> Malformed {
+    Malformed::new("a field runs past the end")
 }
 
 impl<'a> Value<'a> {

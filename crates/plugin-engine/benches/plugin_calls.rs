@@ -3,6 +3,9 @@
 //! instance per batch, and the cost of a pooled instantiation.
 //!
 //! Run with `cargo bench -p plugin-engine --bench plugin_calls` after `cargo xtask plugins`.
+//! The engines keep a few instance places, as one batch at a time needs: their memory
+//! reservations then fit under valgrind, so `valgrind --tool=callgrind` can count the
+//! instructions of a run (see the README's engine section).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -73,6 +76,16 @@ fn native_chain(mut event: Event) -> Result<Option<Event>, String> {
     Ok(Some(event))
 }
 
+/// An engine with a fresh instance per batch and two instance places: the bench runs one
+/// batch at a time.
+fn small_engine() -> EngineConfig {
+    EngineConfig {
+        max_concurrent_instances: 2,
+        reuse: InstanceReuse::never(),
+        ..EngineConfig::default()
+    }
+}
+
 fn wasm_chain(engine: &PluginEngine, names: &[&str]) -> PluginChain {
     let registry = PluginRegistry::new(engine.clone());
     let steps = names
@@ -88,13 +101,17 @@ fn wasm_chain(engine: &PluginEngine, names: &[&str]) -> PluginChain {
 
 fn per_event_cost(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let engine = PluginEngine::new(EngineConfig::default()).expect("engine");
-    let chain = wasm_chain(&engine, &["filter", "validate-tracking"]);
-    let fresh_engine = PluginEngine::new(EngineConfig {
-        reuse: InstanceReuse::never(),
-        ..EngineConfig::default()
+    let engine = PluginEngine::new(EngineConfig {
+        reuse: InstanceReuse {
+            idle_per_plugin: 2,
+            max_idle: 2,
+            ..InstanceReuse::default()
+        },
+        ..small_engine()
     })
     .expect("engine");
+    let chain = wasm_chain(&engine, &["filter", "validate-tracking"]);
+    let fresh_engine = PluginEngine::new(small_engine()).expect("engine");
     let fresh_chain = wasm_chain(&fresh_engine, &["filter", "validate-tracking"]);
     let mut group = c.benchmark_group("filter+validate per event");
     for batch in [1usize, 100] {
@@ -118,11 +135,7 @@ fn per_event_cost(c: &mut Criterion) {
 
 fn instantiation_cost(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let engine = PluginEngine::new(EngineConfig {
-        reuse: InstanceReuse::never(),
-        ..EngineConfig::default()
-    })
-    .expect("engine");
+    let engine = PluginEngine::new(small_engine()).expect("engine");
     let chain = wasm_chain(&engine, &["validate-tracking"]);
     c.bench_function("pooled instantiation", |b| {
         b.to_async(&runtime)

@@ -5,8 +5,8 @@
 
 use prost::encoding::message;
 
-use crate::messages::{Attribute, Edit, Event, Events, Outcome, outcome};
-use crate::wire::{self, Malformed, Value};
+use crate::messages::{Attribute, Event, Events, Outcome, outcome};
+use crate::wire::{self, Malformed, Value, delimited_len, put_bytes, put_len};
 
 /// One event of a batch, read in place: its strings borrow the batch the host sent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -98,29 +98,59 @@ pub fn handle_in_place(
         attributes.clear();
         let mut event = read_event(event, &mut attributes).map_err(undecodable)?;
         event.attributes = &attributes;
-        let outcome = Outcome {
-            result: Some(match decide(&event) {
-                Ok(verdict) => verdict.into_result(),
-                Err(Refusal::Reject(reason)) => outcome::Result::Reject(reason),
-                Err(Refusal::Retry(reason)) => outcome::Result::Retry(reason),
-                Err(Refusal::Fail(reason)) => outcome::Result::Fail(reason),
-            }),
-        };
-        message::encode(1, &outcome, &mut answer);
+        put_outcome(decide(&event), &mut answer);
     }
     Ok(answer)
 }
 
-impl Verdict {
-    fn into_result(self) -> outcome::Result {
-        match self {
-            Verdict::Keep => outcome::Result::Kept(Edit::default()),
-            Verdict::KeepWith(set) => outcome::Result::Kept(Edit {
-                set: Event::attributes_from_pairs(set),
-            }),
-            Verdict::Drop => outcome::Result::Accepted(Events::default()),
-            Verdict::Emit(events) => outcome::Result::Accepted(Events { events }),
-        }
+/// Appends the `Outcome` of one event to the `OutcomeBatch` in `answer`. An event kept,
+/// the common case, is written directly; the rest go through the prost messages.
+fn put_outcome(decided: Result<Verdict, Refusal>, answer: &mut Vec<u8>) {
+    let result = match decided {
+        Ok(Verdict::Keep) => return put_kept(&[], answer),
+        Ok(Verdict::KeepWith(set)) => return put_kept(&set, answer),
+        Ok(Verdict::Drop) => outcome::Result::Accepted(Events::default()),
+        Ok(Verdict::Emit(events)) => outcome::Result::Accepted(Events { events }),
+        Err(Refusal::Reject(reason)) => outcome::Result::Reject(reason),
+        Err(Refusal::Retry(reason)) => outcome::Result::Retry(reason),
+        Err(Refusal::Fail(reason)) => outcome::Result::Fail(reason),
+    };
+    let outcome = Outcome {
+        result: Some(result),
+    };
+    message::encode(1, &outcome, answer);
+}
+
+/// Appends an `Outcome` whose result is `kept` with the `Edit` setting `set`: the bytes
+/// prost writes for `Outcome { result: Some(Kept(Edit { set })) }`, without building it.
+fn put_kept(set: &[(String, String)], answer: &mut Vec<u8>) {
+    let attribute_len = |(name, value): &(String, String)| string_len(name) + string_len(value);
+    let edit_len: usize = set
+        .iter()
+        .map(|attribute| delimited_len(attribute_len(attribute)))
+        .sum();
+    put_len(1, delimited_len(edit_len), answer); // OutcomeBatch.outcomes
+    put_len(5, edit_len, answer); // Outcome.kept
+    for attribute in set {
+        put_len(1, attribute_len(attribute), answer); // Edit.set
+        put_string(1, &attribute.0, answer);
+        put_string(2, &attribute.1, answer);
+    }
+}
+
+/// Encoded size of a string field holding `text`: none when it is empty (proto3).
+fn string_len(text: &str) -> usize {
+    if text.is_empty() {
+        0
+    } else {
+        delimited_len(text.len())
+    }
+}
+
+/// Appends string field `tag` holding `text`, unless it is empty (proto3).
+fn put_string(tag: u8, text: &str, answer: &mut Vec<u8>) {
+    if !text.is_empty() {
+        put_bytes(tag, text.as_bytes(), answer);
     }
 }
 
@@ -160,9 +190,16 @@ fn read_attribute(bytes: &[u8]) -> Result<(&str, &str), Malformed> {
     Ok((name, value))
 }
 
-/// The text of a string field.
+/// The text of a string field. ASCII, nearly every string of an event, is recognised a
+/// word at a time; `from_utf8` checks the rest (it goes byte by byte until its input is
+/// aligned, which on an event's short strings is most of them).
 #[inline]
 fn utf8(bytes: &[u8]) -> Result<&str, Malformed> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        #[allow(unsafe_code)]
+        return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
     std::str::from_utf8(bytes).map_err(not_utf8)
 }
 
@@ -178,7 +215,7 @@ fn wrong_wire_type(message: &str, tag: u32) -> Malformed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{EventBatch, OutcomeBatch};
+    use crate::{Edit, EventBatch, OutcomeBatch};
     use prost::Message;
 
     fn event(id: &str, attributes: &[(&str, &str)]) -> Event {
@@ -263,6 +300,36 @@ mod tests {
             })
         );
         assert_eq!(outcomes[4], outcome::Result::Reject("no e".into()));
+    }
+
+    #[test]
+    fn a_kept_event_is_written_as_prost_writes_its_outcome() {
+        let sets = [
+            vec![],
+            vec![("valid".to_owned(), "true".to_owned())],
+            // Lengths of two varint bytes, and an empty attribute.
+            vec![
+                ("long".into(), "v".repeat(300)),
+                (String::new(), String::new()),
+            ],
+        ];
+        for set in sets {
+            let mut written = Vec::new();
+            put_outcome(Ok(Verdict::KeepWith(set.clone())), &mut written);
+            let outcome = Outcome {
+                result: Some(outcome::Result::Kept(Edit {
+                    set: Event::attributes_from_pairs(set),
+                })),
+            };
+            let mut expected = Vec::new();
+            message::encode(1, &outcome, &mut expected);
+            assert_eq!(written, expected);
+        }
+        let mut kept = Vec::new();
+        put_outcome(Ok(Verdict::Keep), &mut kept);
+        let mut kept_with_nothing = Vec::new();
+        put_outcome(Ok(Verdict::KeepWith(Vec::new())), &mut kept_with_nothing);
+        assert_eq!(kept, kept_with_nothing);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Reading an encoded message field by field where it lies, without decoding it: the
 //! host checks an answer's shape this way before decoding it, and plugins read events in
-//! place ([`crate::EventView`]).
+//! place ([`crate::EventView`]). And writing length-delimited fields without building
+//! their messages: the host encodes events this way and plugins their kept events.
 
 use std::fmt;
 
-use prost::encoding::{WireType, decode_key, decode_varint};
+use prost::encoding::{WireType, decode_key, decode_varint, encode_varint, encoded_len_varint};
 
 /// What a field holds, as it lies in the message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,6 +162,36 @@ impl<'a> Value<'a> {
             Value::Varint(_) | Value::Fixed => &[],
         }
     }
+}
+
+/// The one-byte key of field `tag` (below 16, as all of the contract's are) of `wire_type`.
+#[inline]
+pub fn key(tag: u8, wire_type: WireType) -> u8 {
+    debug_assert!(tag < 16, "field {tag} needs a longer key");
+    (tag << 3) | wire_type as u8
+}
+
+/// Encoded size of a length-delimited field of `len` bytes with a one-byte key.
+#[inline]
+pub fn delimited_len(len: usize) -> usize {
+    1 + encoded_len_varint(len as u64) + len
+}
+
+/// Appends the key of length-delimited field `tag` (below 16) and its length `len`.
+#[inline]
+pub fn put_len(tag: u8, len: usize, buffer: &mut Vec<u8>) {
+    buffer.push(key(tag, WireType::LengthDelimited));
+    match u8::try_from(len) {
+        Ok(len) if len < 0x80 => buffer.push(len),
+        _ => encode_varint(len as u64, buffer),
+    }
+}
+
+/// Appends length-delimited field `tag` (below 16) holding `bytes`.
+#[inline]
+pub fn put_bytes(tag: u8, bytes: &[u8], buffer: &mut Vec<u8>) {
+    put_len(tag, bytes.len(), buffer);
+    buffer.extend_from_slice(bytes);
 }
 
 #[cfg(test)]

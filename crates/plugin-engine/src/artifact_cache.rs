@@ -116,7 +116,8 @@ fn load_file(engine: &Engine, path: &Path) -> Option<Component> {
     if !path.exists() {
         return None;
     }
-    // The one unsafe call of the workspace (`unsafe_code` is denied elsewhere).
+    // One of the two unsafe calls of the workspace (`unsafe_code` is denied elsewhere;
+    // the other reads an ASCII string field in `plugin-batch`).
     // SAFETY: the artifact directories are written only by `store` above (or a trusted
     // build step running it) with artifacts that this engine configuration produced;
     // wasmtime still checks the engine compatibility header before use.

@@ -5,10 +5,8 @@
 use std::collections::HashMap;
 
 use plugin_batch::prost::Message;
-use plugin_batch::prost::encoding::{
-    WireType, encode_key, encode_varint, encoded_len_varint, key_len,
-};
-use plugin_batch::wire;
+use plugin_batch::prost::encoding::{WireType, encode_varint, encoded_len_varint};
+use plugin_batch::wire::{self, delimited_len, key, put_bytes, put_len};
 use plugin_batch::{OutcomeBatch, outcome};
 
 use crate::bindings::WitPluginError;
@@ -87,21 +85,22 @@ pub(crate) fn kept_size(input: &Event, set: &[(String, String)]) -> usize {
 }
 
 /// Writes `events` into `buffer` (cleared first; its capacity is reused) as an encoded
-/// `EventBatch`, without copying them first.
+/// `EventBatch`, without copying them first. Every key is one byte (all tags are below
+/// 16), and so is nearly every length: both are written in line.
 pub(crate) fn encode_events(events: &[Event], buffer: &mut Vec<u8>) {
     buffer.clear();
     for event in events {
-        encode_key(1, WireType::LengthDelimited, buffer);
-        encode_varint(event_len(event) as u64, buffer);
+        let len = event_len(event);
+        buffer.reserve(delimited_len(len));
+        put_len(1, len, buffer);
         put_bytes(1, event.id.as_bytes(), buffer);
         put_bytes(2, event.key.as_bytes(), buffer);
-        encode_key(3, WireType::Varint, buffer);
+        buffer.push(key(3, WireType::Varint));
         encode_varint(event.timestamp_ms, buffer);
         put_bytes(4, event.content_type.as_bytes(), buffer);
         put_bytes(5, &event.payload, buffer);
         for (name, value) in &event.attributes {
-            encode_key(6, WireType::LengthDelimited, buffer);
-            encode_varint(attribute_len(name, value) as u64, buffer);
+            put_len(6, attribute_len(name, value), buffer);
             put_bytes(1, name.as_bytes(), buffer);
             put_bytes(2, value.as_bytes(), buffer);
         }
@@ -254,32 +253,21 @@ impl From<plugin_batch::Event> for Event {
 }
 
 fn event_len(event: &Event) -> usize {
-    delimited_len(1, event.id.len())
-        + delimited_len(2, event.key.len())
-        + key_len(3)
+    delimited_len(event.id.len())
+        + delimited_len(event.key.len())
+        + 1
         + encoded_len_varint(event.timestamp_ms)
-        + delimited_len(4, event.content_type.len())
-        + delimited_len(5, event.payload.len())
+        + delimited_len(event.content_type.len())
+        + delimited_len(event.payload.len())
         + event
             .attributes
             .iter()
-            .map(|(name, value)| delimited_len(6, attribute_len(name, value)))
+            .map(|(name, value)| delimited_len(attribute_len(name, value)))
             .sum::<usize>()
 }
 
 fn attribute_len(name: &str, value: &str) -> usize {
-    delimited_len(1, name.len()) + delimited_len(2, value.len())
-}
-
-/// Encoded size of a length-delimited field `tag` of `len` bytes.
-fn delimited_len(tag: u32, len: usize) -> usize {
-    key_len(tag) + encoded_len_varint(len as u64) + len
-}
-
-fn put_bytes(tag: u32, bytes: &[u8], buffer: &mut Vec<u8>) {
-    encode_key(tag, WireType::LengthDelimited, buffer);
-    encode_varint(bytes.len() as u64, buffer);
-    buffer.extend_from_slice(bytes);
+    delimited_len(name.len()) + delimited_len(value.len())
 }
 
 #[cfg(test)]
@@ -307,6 +295,11 @@ mod tests {
             event("m1", &[("programId", "7"), ("programId", "8"), ("", "")]),
             Event::default(),
             event("m3", &[("userAgent", "Mozilla/5.0 ✓")]),
+            // Lengths of two and three varint bytes: the event, payload and an attribute.
+            Event {
+                payload: vec![7; 20_000],
+                ..event("m4", &[("long", &"v".repeat(200))])
+            },
         ];
         let mut buffer = vec![1, 2, 3];
         encode_events(&events, &mut buffer);

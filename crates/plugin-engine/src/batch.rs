@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use plugin_batch::prost::Message;
 use plugin_batch::prost::encoding::{WireType, encode_varint, encoded_len_varint};
-use plugin_batch::wire::{self, delimited_len, key, put_bytes, put_len};
-use plugin_batch::{OutcomeBatch, outcome};
+use plugin_batch::wire::{self, Value, delimited_len, key, put_bytes, put_len};
+use plugin_batch::{Outcome, outcome};
 
 use crate::bindings::WitPluginError;
 use crate::config::PluginLimits;
@@ -119,31 +119,39 @@ pub(crate) fn decode_outcomes(
     limits: &PluginLimits,
 ) -> Result<Vec<Answer>, CallFailure> {
     check_shape(answer, expected, limits)?;
-    let batch = OutcomeBatch::decode(answer).map_err(undecodable)?;
-    batch
-        .outcomes
-        .into_iter()
-        .map(|outcome| match outcome.result {
-            Some(outcome::Result::Accepted(accepted)) => Ok(Answer::Returned(Ok(accepted
-                .events
-                .into_iter()
-                .map(Event::from)
-                .collect()))),
-            Some(outcome::Result::Kept(edit)) => {
-                Ok(Answer::Kept(plugin_batch::Event::attribute_pairs(edit.set)))
+    // The outcomes are decoded one by one straight into answers: decoding the whole
+    // `OutcomeBatch` first grew a list of them one doubling at a time.
+    let mut answers = Vec::with_capacity(expected);
+    for field in wire::fields(answer) {
+        match field.map_err(undecodable)? {
+            (1, Value::Bytes(outcome)) => {
+                answers.push(answer_of(Outcome::decode(outcome).map_err(undecodable)?)?)
             }
-            Some(outcome::Result::Reject(reason)) => {
-                Ok(Answer::Returned(Err(WitPluginError::Reject(reason))))
-            }
-            Some(outcome::Result::Retry(reason)) => {
-                Ok(Answer::Returned(Err(WitPluginError::Retry(reason))))
-            }
-            Some(outcome::Result::Fail(reason)) => {
-                Ok(Answer::Returned(Err(WitPluginError::Fail(reason))))
-            }
-            None => Err(malformed("answered an outcome with no result")),
-        })
-        .collect()
+            (1, _) => return Err(undecodable("field 1 has the wrong wire type")),
+            _ => {} // a field this contract version does not know
+        }
+    }
+    Ok(answers)
+}
+
+/// What the decoded `outcome` answers.
+fn answer_of(outcome: Outcome) -> Result<Answer, CallFailure> {
+    Ok(match outcome.result {
+        Some(outcome::Result::Accepted(accepted)) => {
+            Answer::Returned(Ok(accepted.events.into_iter().map(Event::from).collect()))
+        }
+        Some(outcome::Result::Kept(edit)) => {
+            Answer::Kept(plugin_batch::Event::attribute_pairs(edit.set))
+        }
+        Some(outcome::Result::Reject(reason)) => {
+            Answer::Returned(Err(WitPluginError::Reject(reason)))
+        }
+        Some(outcome::Result::Retry(reason)) => {
+            Answer::Returned(Err(WitPluginError::Retry(reason)))
+        }
+        Some(outcome::Result::Fail(reason)) => Answer::Returned(Err(WitPluginError::Fail(reason))),
+        None => return Err(malformed("answered an outcome with no result")),
+    })
 }
 
 /// Refuses an answer without exactly `expected` outcomes, or with an outcome beyond one
@@ -273,7 +281,7 @@ fn attribute_len(name: &str, value: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugin_batch::{EventBatch, Events, Outcome};
+    use plugin_batch::{EventBatch, Events, OutcomeBatch};
 
     fn event(id: &str, attributes: &[(&str, &str)]) -> Event {
         Event {
@@ -363,6 +371,9 @@ mod tests {
         assert!(reason(&empty, 1).contains("no result"));
         let garbage = reason(&[0xff, 0xff], 1);
         assert!(garbage.contains("undecodable"), "{garbage}");
+        // An outcome (field 1) sent as a varint.
+        let wire_type = reason(&[0x08, 0x01], 1);
+        assert!(wire_type.contains("wrong wire type"), "{wire_type}");
         let truncated = reason(&one[..one.len() - 1], 1);
         assert!(truncated.contains("undecodable"), "{truncated}");
     }

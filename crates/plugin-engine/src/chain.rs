@@ -126,7 +126,7 @@ impl PluginChain {
         for plugin in &self.steps {
             let mut step = Step::new(self, plugin);
             // Every event the live input events have become, with the input it came from.
-            let mut inputs = Vec::new();
+            let mut inputs = Vec::with_capacity(states.len());
             for (index, progress) in states.iter_mut().enumerate() {
                 let Ok(events) = &mut progress.state else {
                     continue;
